@@ -1,0 +1,40 @@
+//! The host's one error type. Every variant renders as one line that names
+//! the thing that went wrong and, where there is one, what to do about it.
+
+use std::path::PathBuf;
+
+use neuron_plugin_api::PluginError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No GPU adapter at all.
+    #[error("no GPU adapter found ({searched}): {hint}")]
+    NoAdapter { searched: String, hint: String },
+
+    /// The GPU refused or failed something outside a plugin call.
+    #[error("GPU: {0}")]
+    Gpu(String),
+
+    /// A plugin file could not be loaded.
+    #[error("cannot load plugin {}: {cause}", path.display())]
+    PluginLoad { path: PathBuf, cause: String },
+
+    /// A plugin call returned an error (or panicked).
+    #[error("plugin {plugin} ({op}): {}", source.message)]
+    Plugin { plugin: String, op: &'static str, source: PluginError },
+
+    /// Bad configuration: a flag, a file, an environment variable.
+    #[error("{0}")]
+    Config(String),
+
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn plugin(plugin: &str, op: &'static str, source: PluginError) -> Self {
+        Self::Plugin { plugin: plugin.to_string(), op, source }
+    }
+}

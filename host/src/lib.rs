@@ -1,0 +1,18 @@
+//! # neuron-host
+//!
+//! The runtime for Bittensor neurons. The host owns what every neuron shares:
+//! the GPU ([`gpu`]), plugin loading ([`plugins`]), configuration
+//! ([`config`]) and logging ([`logging`]). Models and scoring policies are
+//! plugins built against `neuron-plugin-api`.
+//!
+//! Data flows one way: CLI -> config -> jobs -> plugins -> GPU. A lower layer
+//! never reaches back up.
+
+pub mod config;
+pub mod error;
+pub mod gpu;
+pub mod jobs;
+pub mod logging;
+pub mod plugins;
+
+pub use error::{Error, Result};

@@ -1,0 +1,113 @@
+//! The `neuron-host` binary: parse the command line, build the config, hand
+//! off to a job. Nothing else lives here.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use neuron_host::{
+    config::Config,
+    gpu::{GpuDevice, GpuOptions},
+    jobs::{inspect, plugin_check},
+    logging, Result,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "neuron-host",
+    version,
+    about = "A runtime for Bittensor neurons with models and scoring policies as plugins"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A plugin shared library to load (repeatable).
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugins: Vec<PathBuf>,
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Training steps per model plugin.
+    #[arg(long, default_value_t = 50)]
+    steps: u32,
+    /// Learning rate for those steps.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// List GPU adapters and show the one neuron-host would pick.
+    Gpu,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Print what a plugin declares and check that it builds; exit non-zero with the reason if it cannot load.
+    Inspect {
+        path: PathBuf,
+        /// Configuration file whose [plugin.<name>] section is used.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only read the declaration; do not open the GPU or build the model/scorer.
+        #[arg(long)]
+        no_instantiate: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    quiet_headless_display_probe();
+    logging::init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Mesa's Vulkan drivers probe for a Wayland display when they start and, on a
+/// headless machine without `XDG_RUNTIME_DIR`, print an error line per probe.
+/// A set (even absent) directory keeps them quiet; no display is ever used.
+/// Runs first thing in `main`, while the process has a single thread.
+fn quiet_headless_display_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir().join("neuron-host-no-display"));
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Plugin { command: PluginCommand::Inspect { path, config, no_instantiate } }) => {
+            let config = Config::load(config.as_deref())?;
+            inspect::inspect(&path, &config, !no_instantiate)
+        }
+        Some(Command::Gpu) => {
+            let options = GpuOptions::from_env();
+            for line in GpuDevice::list_adapters(&options) {
+                println!("adapter  {line}");
+            }
+            let gpu = GpuDevice::open(&options, &[])?;
+            println!("selected {}", gpu.describe());
+            Ok(())
+        }
+        None => {
+            let mut config = Config::load(cli.run.config.as_deref())?;
+            config.plugins.extend(cli.run.plugins);
+            plugin_check::run(&config, &plugin_check::CheckOptions { steps: cli.run.steps, learning_rate: cli.run.lr })
+        }
+    }
+}
