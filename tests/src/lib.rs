@@ -1,0 +1,112 @@
+//! Helpers for the end-to-end tests: where the workspace is, building the
+//! plugin libraries and the binary (through cargo, so they are never stale),
+//! and one shared GPU device per test process.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, OnceLock},
+};
+
+use neuron_host::gpu::{GpuDevice, GpuOptions};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+struct Artifacts {
+    libraries: HashMap<String, PathBuf>,
+    binary: PathBuf,
+}
+
+static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+
+/// Builds the workspace the way `cargo test --workspace` does (the same targets,
+/// same features, so nothing rebuilds when it already ran) and records where
+/// cargo put each shared library and the `neuron-host` binary.
+fn artifacts() -> &'static Artifacts {
+    ARTIFACTS.get_or_init(|| {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(workspace_root()).args([
+            "build",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--examples",
+            "--message-format=json-render-diagnostics",
+        ]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("cargo runs");
+        assert!(out.status.success(), "cargo build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let mut libraries = HashMap::new();
+        let mut binary = None;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let kinds: Vec<&str> =
+                msg["target"]["kind"].as_array().into_iter().flatten().filter_map(|k| k.as_str()).collect();
+            let name = msg["target"]["name"].as_str().unwrap_or_default().replace('-', "_");
+            let files: Vec<PathBuf> = msg["filenames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .map(PathBuf::from)
+                .collect();
+            if kinds.contains(&"cdylib") {
+                if let Some(so) = files
+                    .iter()
+                    .find(|f| f.extension().and_then(|e| e.to_str()) == Some(std::env::consts::DLL_EXTENSION))
+                {
+                    libraries.insert(name.clone(), so.clone());
+                }
+            }
+            if kinds.contains(&"bin") && name == "neuron_host" {
+                binary = msg["executable"].as_str().map(PathBuf::from);
+            }
+        }
+        Artifacts { libraries, binary: binary.expect("cargo reported the neuron-host binary") }
+    })
+}
+
+/// Path of the shared library whose crate library name is `lib_name`
+/// (e.g. "template", "fixture_model").
+pub fn plugin(lib_name: &str) -> PathBuf {
+    artifacts()
+        .libraries
+        .get(lib_name)
+        .unwrap_or_else(|| panic!("no shared library `{lib_name}` in the workspace build"))
+        .clone()
+}
+
+/// Path of the `neuron-host` binary.
+pub fn host_binary() -> PathBuf {
+    artifacts().binary.clone()
+}
+
+/// The process's GPU device (tests in one binary share it, as neurons do).
+pub fn gpu() -> Arc<GpuDevice> {
+    static GPU: OnceLock<Arc<GpuDevice>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        GpuDevice::open(&GpuOptions::from_env(), &[])
+            .expect("a GPU adapter; install mesa-vulkan-drivers for a software one")
+    })
+    .clone()
+}
+
+/// The binary as a command, with a quiet default log level.
+pub fn host_command() -> Command {
+    let mut cmd = Command::new(host_binary());
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
