@@ -8,6 +8,7 @@
 //! Data flows one way: CLI -> config -> jobs -> plugins -> GPU. A lower layer
 //! never reaches back up.
 
+pub mod chain;
 pub mod config;
 pub mod error;
 pub mod gpu;

@@ -1,0 +1,366 @@
+//! The chain: what neurons read from and write to subtensor.
+//!
+//! [`Chain`] is the chain as one neuron sees it: bound to that neuron's
+//! hotkey, it reads blocks, the metagraph and hyperparameters of a subnet, and
+//! signs registration, endpoint and weight extrinsics. Backends:
+//!
+//! - [`local`]: an embedded chain in the process (the default), with
+//!   subtensor's `set_weights` rules, commit-reveal and [`yuma`] consensus;
+//! - a subtensor node through subxt (its own module, when it lands).
+//!
+//! Everything above this trait (scheduler, roles) is backend-agnostic.
+
+pub mod account;
+pub mod commit;
+pub mod local;
+pub mod yuma;
+
+use std::{fmt, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+pub use account::AccountId;
+
+/// A subnet's identifier.
+pub type NetUid = u16;
+
+/// Where a neuron serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AxonInfo {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// 4 for IPv4, 6 for IPv6, as subtensor records it.
+    pub ip_type: u8,
+    /// Transport protocol code (0: TCP/HTTP).
+    pub protocol: u8,
+    /// The neuron software's version.
+    pub version: u32,
+}
+
+impl AxonInfo {
+    pub fn new(ip: IpAddr, port: u16, version: u32) -> Self {
+        Self { ip, port, ip_type: if ip.is_ipv4() { 4 } else { 6 }, protocol: 0, version }
+    }
+}
+
+/// One neuron of a subnet, as the metagraph shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronInfo {
+    pub uid: u16,
+    pub hotkey: AccountId,
+    pub coldkey: AccountId,
+    /// Stake in rao (1 TAO = 1e9 rao).
+    pub stake: u64,
+    pub axon: Option<AxonInfo>,
+    pub validator_permit: bool,
+    pub active: bool,
+    /// Block of its last weights (or commit).
+    pub last_update: u64,
+    pub registered_at: u64,
+    /// Proportions in [0, 1] (stored on chain as u16).
+    pub consensus: f64,
+    pub incentive: f64,
+    pub dividends: f64,
+    pub validator_trust: f64,
+    /// Rao emitted to it at the last epoch.
+    pub emission: u64,
+}
+
+/// A subnet's neurons, indexed by uid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metagraph {
+    pub netuid: NetUid,
+    /// The block this was read at.
+    pub block: u64,
+    pub neurons: Vec<NeuronInfo>,
+}
+
+impl Metagraph {
+    pub fn len(&self) -> usize {
+        self.neurons.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.neurons.is_empty()
+    }
+    pub fn uid_of(&self, hotkey: &AccountId) -> Option<u16> {
+        self.neurons.iter().find(|n| n.hotkey == *hotkey).map(|n| n.uid)
+    }
+}
+
+/// A subnet's hyperparameters, with subtensor's names and units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hyperparams {
+    /// Blocks between epochs.
+    pub tempo: u16,
+    pub min_allowed_weights: u16,
+    /// Largest share one weight may take, as a u16 proportion (65535 = no limit).
+    pub max_weight_limit: u16,
+    /// Blocks between two weight settings of one neuron.
+    pub weights_rate_limit: u64,
+    /// Lowest version key accepted with weights (0: any).
+    pub weights_version_key: u64,
+    pub commit_reveal_enabled: bool,
+    /// Epochs between a commit and its reveal.
+    pub commit_reveal_period: u64,
+    /// Blocks without weights after which a validator counts as inactive.
+    pub activity_cutoff: u64,
+    /// Consensus quantile as a u16 proportion (32767 ≈ 0.5).
+    pub kappa: u16,
+    /// Bonds moving average in millionths (900000: each epoch adds 10%).
+    pub bonds_moving_average: u64,
+    /// u16 proportion: how much bonds follow clipped rather than raw weights.
+    pub bonds_penalty: u16,
+    /// Blocks after registration during which a neuron cannot be replaced.
+    pub immunity_period: u64,
+    pub max_allowed_uids: u16,
+    pub max_allowed_validators: u16,
+    /// Yuma 3 bonds (absolute, fixed-proportion) instead of classic Yuma.
+    pub yuma3: bool,
+    /// Rao of stake below which stake counts for nothing in consensus.
+    pub min_stake: u64,
+}
+
+impl Default for Hyperparams {
+    /// subtensor's defaults for a new subnet, except the tempo (360 on finney).
+    fn default() -> Self {
+        Self {
+            tempo: 360,
+            min_allowed_weights: 1,
+            max_weight_limit: u16::MAX,
+            weights_rate_limit: 100,
+            weights_version_key: 0,
+            commit_reveal_enabled: false,
+            commit_reveal_period: 1,
+            activity_cutoff: 5000,
+            kappa: 32_767,
+            bonds_moving_average: 900_000,
+            bonds_penalty: u16::MAX,
+            immunity_period: 4096,
+            max_allowed_uids: 256,
+            max_allowed_validators: 64,
+            yuma3: false,
+            min_stake: 0,
+        }
+    }
+}
+
+/// Where a subnet stands in its epoch cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochStatus {
+    pub block: u64,
+    /// Epochs run so far (subtensor's per-subnet epoch counter).
+    pub epoch_index: u64,
+    pub last_epoch_block: u64,
+    pub next_epoch_block: u64,
+}
+
+/// A refusal by the chain's runtime, named as subtensor names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DispatchError {
+    SubnetNotExists,
+    WeightVecNotEqualSize,
+    UidsLengthExceedUidsInSubNet,
+    HotKeyNotRegisteredInSubNet,
+    NotEnoughStakeToSetWeights,
+    IncorrectWeightVersionKey,
+    SettingWeightsTooFast,
+    NeuronNoValidatorPermit,
+    DuplicateUids,
+    UidVecContainInvalidOne,
+    WeightVecLengthIsLow,
+    MaxWeightExceeded,
+    CommitRevealEnabled,
+    CommitRevealDisabled,
+    CommittingWeightsTooFast,
+    TooManyUnrevealedCommits,
+    NoWeightsCommitFound,
+    ExpiredWeightCommit,
+    RevealTooEarly,
+    InvalidRevealCommitHashNotMatch,
+    HotKeyAlreadyRegisteredInSubNet,
+    NoNeuronIdAvailable,
+    InvalidIpType,
+    InvalidPort,
+}
+
+impl DispatchError {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SubnetNotExists => "SubnetNotExists",
+            Self::WeightVecNotEqualSize => "WeightVecNotEqualSize",
+            Self::UidsLengthExceedUidsInSubNet => "UidsLengthExceedUidsInSubNet",
+            Self::HotKeyNotRegisteredInSubNet => "HotKeyNotRegisteredInSubNet",
+            Self::NotEnoughStakeToSetWeights => "NotEnoughStakeToSetWeights",
+            Self::IncorrectWeightVersionKey => "IncorrectWeightVersionKey",
+            Self::SettingWeightsTooFast => "SettingWeightsTooFast",
+            Self::NeuronNoValidatorPermit => "NeuronNoValidatorPermit",
+            Self::DuplicateUids => "DuplicateUids",
+            Self::UidVecContainInvalidOne => "UidVecContainInvalidOne",
+            Self::WeightVecLengthIsLow => "WeightVecLengthIsLow",
+            Self::MaxWeightExceeded => "MaxWeightExceeded",
+            Self::CommitRevealEnabled => "CommitRevealEnabled",
+            Self::CommitRevealDisabled => "CommitRevealDisabled",
+            Self::CommittingWeightsTooFast => "CommittingWeightsTooFast",
+            Self::TooManyUnrevealedCommits => "TooManyUnrevealedCommits",
+            Self::NoWeightsCommitFound => "NoWeightsCommitFound",
+            Self::ExpiredWeightCommit => "ExpiredWeightCommit",
+            Self::RevealTooEarly => "RevealTooEarly",
+            Self::InvalidRevealCommitHashNotMatch => "InvalidRevealCommitHashNotMatch",
+            Self::HotKeyAlreadyRegisteredInSubNet => "HotKeyAlreadyRegisteredInSubNet",
+            Self::NoNeuronIdAvailable => "NoNeuronIdAvailable",
+            Self::InvalidIpType => "InvalidIpType",
+            Self::InvalidPort => "InvalidPort",
+        }
+    }
+
+    /// What it means, in a few words.
+    pub fn docs(self) -> &'static str {
+        match self {
+            Self::SubnetNotExists => "the subnet does not exist",
+            Self::WeightVecNotEqualSize => "uids and weights have different lengths",
+            Self::UidsLengthExceedUidsInSubNet => "more uids than the subnet has neurons",
+            Self::HotKeyNotRegisteredInSubNet => "the hotkey is not registered on the subnet",
+            Self::NotEnoughStakeToSetWeights => "the hotkey's stake is below the subnet's minimum for setting weights",
+            Self::IncorrectWeightVersionKey => "the version key is below the subnet's weights_version_key",
+            Self::SettingWeightsTooFast => "weights were set less than weights_rate_limit blocks ago",
+            Self::NeuronNoValidatorPermit => "only neurons with a validator permit may set weights on others",
+            Self::DuplicateUids => "a uid appears twice",
+            Self::UidVecContainInvalidOne => "a uid is not in the subnet",
+            Self::WeightVecLengthIsLow => "fewer weights than min(subnet size, min_allowed_weights)",
+            Self::MaxWeightExceeded => "one weight exceeds the subnet's max_weight_limit share",
+            Self::CommitRevealEnabled => "the subnet uses commit-reveal: commit the weights' hash, reveal later",
+            Self::CommitRevealDisabled => "the subnet does not use commit-reveal: set weights directly",
+            Self::CommittingWeightsTooFast => "committed less than weights_rate_limit blocks ago",
+            Self::TooManyUnrevealedCommits => "ten commits are waiting to be revealed",
+            Self::NoWeightsCommitFound => "no commit waits to be revealed",
+            Self::ExpiredWeightCommit => "the commit's reveal epoch has passed",
+            Self::RevealTooEarly => "the commit's reveal epoch has not come yet",
+            Self::InvalidRevealCommitHashNotMatch => "the revealed weights do not match any commit",
+            Self::HotKeyAlreadyRegisteredInSubNet => "the hotkey is already registered on the subnet",
+            Self::NoNeuronIdAvailable => "the subnet is full and every neuron is still immune",
+            Self::InvalidIpType => "the IP type must be 4 or 6",
+            Self::InvalidPort => "the port must not be 0",
+        }
+    }
+
+    /// The error with this subtensor name, if it is one this host acts on.
+    pub fn from_name(name: &str) -> Option<Self> {
+        ALL_DISPATCH_ERRORS.iter().copied().find(|e| e.name() == name)
+    }
+}
+
+const ALL_DISPATCH_ERRORS: &[DispatchError] = &[
+    DispatchError::SubnetNotExists,
+    DispatchError::WeightVecNotEqualSize,
+    DispatchError::UidsLengthExceedUidsInSubNet,
+    DispatchError::HotKeyNotRegisteredInSubNet,
+    DispatchError::NotEnoughStakeToSetWeights,
+    DispatchError::IncorrectWeightVersionKey,
+    DispatchError::SettingWeightsTooFast,
+    DispatchError::NeuronNoValidatorPermit,
+    DispatchError::DuplicateUids,
+    DispatchError::UidVecContainInvalidOne,
+    DispatchError::WeightVecLengthIsLow,
+    DispatchError::MaxWeightExceeded,
+    DispatchError::CommitRevealEnabled,
+    DispatchError::CommitRevealDisabled,
+    DispatchError::CommittingWeightsTooFast,
+    DispatchError::TooManyUnrevealedCommits,
+    DispatchError::NoWeightsCommitFound,
+    DispatchError::ExpiredWeightCommit,
+    DispatchError::RevealTooEarly,
+    DispatchError::InvalidRevealCommitHashNotMatch,
+    DispatchError::HotKeyAlreadyRegisteredInSubNet,
+    DispatchError::NoNeuronIdAvailable,
+    DispatchError::InvalidIpType,
+    DispatchError::InvalidPort,
+];
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.docs())
+    }
+}
+
+/// Why a chain call failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ChainError {
+    /// The runtime refused the call with an error this host knows.
+    #[error("the chain refused {call}: {error}")]
+    Dispatch { call: &'static str, error: DispatchError },
+    /// The runtime refused the call with an error this host does not act on.
+    #[error("the chain refused {call}: {pallet}::{name} ({docs})")]
+    OtherDispatch { call: &'static str, pallet: String, name: String, docs: String },
+    /// The node could not be reached or dropped the connection.
+    #[error("cannot reach the chain at {endpoint}: {reason}")]
+    Connection { endpoint: String, reason: String },
+    /// Anything else (decoding, unexpected answers).
+    #[error("chain: {0}")]
+    Other(String),
+}
+
+impl ChainError {
+    pub fn dispatch(call: &'static str, error: DispatchError) -> Self {
+        Self::Dispatch { call, error }
+    }
+    /// The known dispatch error, if this is one.
+    pub fn dispatch_error(&self) -> Option<DispatchError> {
+        match self {
+            Self::Dispatch { error, .. } => Some(*error),
+            _ => None,
+        }
+    }
+}
+
+/// New block numbers, as the chain produces (or finalises) them.
+pub struct BlockStream {
+    rx: tokio::sync::mpsc::Receiver<Result<u64, ChainError>>,
+}
+
+impl BlockStream {
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<u64, ChainError>>) -> Self {
+        Self { rx }
+    }
+    /// The next block, or `None` once the chain has stopped.
+    pub async fn next(&mut self) -> Option<Result<u64, ChainError>> {
+        self.rx.recv().await
+    }
+}
+
+/// The chain as one neuron sees it: reads, and extrinsics signed by its hotkey.
+#[async_trait::async_trait]
+pub trait Chain: Send + Sync {
+    /// What this is connected to, for logs ("local", "finney", a URL).
+    fn describe(&self) -> String;
+    /// The hotkey this handle signs with.
+    fn hotkey(&self) -> AccountId;
+
+    async fn block(&self) -> Result<u64, ChainError>;
+    async fn subscribe_blocks(&self) -> Result<BlockStream, ChainError>;
+    async fn metagraph(&self, netuid: NetUid) -> Result<Metagraph, ChainError>;
+    async fn hyperparams(&self, netuid: NetUid) -> Result<Hyperparams, ChainError>;
+    async fn epoch_status(&self, netuid: NetUid) -> Result<EpochStatus, ChainError>;
+    /// The weights each uid has set, as (target uid, u16 value).
+    async fn weights(&self, netuid: NetUid) -> Result<Vec<(u16, Vec<(u16, u16)>)>, ChainError>;
+
+    /// Registers this hotkey (by burning), returning its uid.
+    async fn register(&self, netuid: NetUid) -> Result<u16, ChainError>;
+    async fn serve_axon(&self, netuid: NetUid, axon: AxonInfo) -> Result<(), ChainError>;
+    async fn set_weights(
+        &self,
+        netuid: NetUid,
+        uids: &[u16],
+        weights: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError>;
+    async fn commit_weights(&self, netuid: NetUid, commit_hash: [u8; 32]) -> Result<(), ChainError>;
+    async fn reveal_weights(
+        &self,
+        netuid: NetUid,
+        uids: &[u16],
+        weights: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError>;
+}

@@ -1,0 +1,327 @@
+//! The embedded chain: every `set_weights` rule accepted once and refused once
+//! with subtensor's error name, the rules' order, commit-reveal, registration
+//! when full, epochs, block subscriptions, and saving/resuming its state.
+
+use std::sync::Arc;
+
+use neuron_host::chain::{
+    commit::commit_hash,
+    local::{LocalChain, LocalChainConfig, LocalClient},
+    AccountId, AxonInfo, Chain, DispatchError, Hyperparams,
+};
+
+const NET: u16 = 1;
+
+fn params() -> Hyperparams {
+    Hyperparams {
+        tempo: 10,
+        weights_rate_limit: 0,
+        min_allowed_weights: 1,
+        immunity_period: 0,
+        ..Hyperparams::default()
+    }
+}
+
+struct Net {
+    chain: Arc<LocalChain>,
+    /// uids 0 and 1 are validators (stake), 2 and 3 miners.
+    clients: Vec<LocalClient>,
+}
+
+async fn subnet(p: Hyperparams) -> Net {
+    let chain = LocalChain::new(LocalChainConfig { subnets: vec![(NET, p, None)], ..LocalChainConfig::default() });
+    let mut clients = Vec::new();
+    for (i, name) in ["validator-a", "validator-b", "miner-a", "miner-b"].iter().enumerate() {
+        let c = chain.client(AccountId::from_name(name), AccountId::from_name("owner"));
+        assert_eq!(c.register(NET).await.unwrap(), i as u16);
+        clients.push(c);
+    }
+    chain.add_stake(NET, clients[0].hotkey(), 600_000_000_000).unwrap();
+    chain.add_stake(NET, clients[1].hotkey(), 400_000_000_000).unwrap();
+    // One tempo: the first epoch hands out validator permits.
+    for _ in 0..10 {
+        chain.produce_block();
+    }
+    chain.produce_block();
+    Net { chain, clients }
+}
+
+async fn refused(c: &LocalClient, uids: &[u16], w: &[u16], key: u64) -> DispatchError {
+    c.set_weights(NET, uids, w, key).await.expect_err("refused").dispatch_error().expect("a named dispatch error")
+}
+
+#[tokio::test]
+async fn permits_go_to_staked_neurons_at_the_first_epoch() {
+    let net = subnet(params()).await;
+    let mg = net.clients[0].metagraph(NET).await.unwrap();
+    assert_eq!(mg.neurons.iter().map(|n| n.validator_permit).collect::<Vec<_>>(), [true, true, false, false]);
+    assert_eq!(net.clients[0].epoch_status(NET).await.unwrap().epoch_index, 1);
+}
+
+#[tokio::test]
+async fn lengths_must_match() {
+    let net = subnet(params()).await;
+    assert_eq!(refused(&net.clients[0], &[2, 3], &[1], 0).await, DispatchError::WeightVecNotEqualSize);
+    net.clients[0].set_weights(NET, &[2, 3], &[1, 1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn no_more_uids_than_the_subnet_has() {
+    let net = subnet(params()).await;
+    assert_eq!(
+        refused(&net.clients[0], &[0, 1, 2, 3, 3], &[1; 5], 0).await,
+        DispatchError::UidsLengthExceedUidsInSubNet
+    );
+    net.clients[0].set_weights(NET, &[1, 2, 3], &[1; 3], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_caller_must_be_registered() {
+    let net = subnet(params()).await;
+    let stranger = net.chain.client(AccountId::from_name("stranger"), AccountId::from_name("x"));
+    assert_eq!(refused(&stranger, &[2], &[1], 0).await, DispatchError::HotKeyNotRegisteredInSubNet);
+    net.clients[1].set_weights(NET, &[2], &[1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn stake_below_the_minimum_cannot_set_weights() {
+    let net = subnet(Hyperparams { min_stake: 500_000_000_000, ..params() }).await;
+    assert_eq!(refused(&net.clients[1], &[2], &[1], 0).await, DispatchError::NotEnoughStakeToSetWeights);
+    net.clients[0].set_weights(NET, &[2], &[1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_version_key_must_not_be_below_the_subnets() {
+    let net = subnet(Hyperparams { weights_version_key: 5, ..params() }).await;
+    assert_eq!(refused(&net.clients[0], &[2], &[1], 4).await, DispatchError::IncorrectWeightVersionKey);
+    net.clients[0].set_weights(NET, &[2], &[1], 5).await.unwrap();
+}
+
+#[tokio::test]
+async fn weights_are_rate_limited() {
+    let net = subnet(Hyperparams { weights_rate_limit: 3, ..params() }).await;
+    let v = &net.clients[0];
+    v.set_weights(NET, &[2], &[1], 0).await.unwrap();
+    net.chain.produce_block();
+    assert_eq!(refused(v, &[2], &[1], 0).await, DispatchError::SettingWeightsTooFast);
+    net.chain.produce_block();
+    net.chain.produce_block();
+    v.set_weights(NET, &[2], &[1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn only_permitted_validators_weight_others_but_anyone_may_self_weight() {
+    let net = subnet(params()).await;
+    let miner = &net.clients[2];
+    assert_eq!(refused(miner, &[3], &[1], 0).await, DispatchError::NeuronNoValidatorPermit);
+    miner.set_weights(NET, &[2], &[1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn uids_may_not_repeat() {
+    let net = subnet(params()).await;
+    assert_eq!(refused(&net.clients[0], &[2, 2], &[1, 1], 0).await, DispatchError::DuplicateUids);
+    net.clients[0].set_weights(NET, &[2, 3], &[1, 1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn uids_must_exist() {
+    let net = subnet(params()).await;
+    assert_eq!(refused(&net.clients[0], &[2, 9], &[1, 1], 0).await, DispatchError::UidVecContainInvalidOne);
+    net.clients[0].set_weights(NET, &[2, 3], &[1, 1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn at_least_min_allowed_weights_unless_self_weight() {
+    let net = subnet(Hyperparams { min_allowed_weights: 2, ..params() }).await;
+    assert_eq!(refused(&net.clients[0], &[2], &[1], 0).await, DispatchError::WeightVecLengthIsLow);
+    net.clients[0].set_weights(NET, &[2, 3], &[1, 1], 0).await.unwrap();
+    net.clients[0].set_weights(NET, &[0], &[1], 0).await.unwrap();
+    // min(n, min_allowed_weights): a subnet of four asking for ten needs four.
+    let net = subnet(Hyperparams { min_allowed_weights: 10, ..params() }).await;
+    net.clients[0].set_weights(NET, &[0, 1, 2, 3], &[1, 1, 1, 1], 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_largest_share_is_limited_after_max_upscaling() {
+    let net = subnet(Hyperparams { max_weight_limit: 40_000, ..params() }).await;
+    assert_eq!(refused(&net.clients[0], &[2, 3], &[65535, 1], 0).await, DispatchError::MaxWeightExceeded);
+    net.clients[0].set_weights(NET, &[2, 3], &[3, 2], 0).await.unwrap();
+    let stored = net.clients[0].weights(NET).await.unwrap();
+    assert_eq!(stored, vec![(0, vec![(2, 65535), (3, 43690)])], "stored max-upscaled");
+}
+
+#[tokio::test]
+async fn rules_apply_in_subtensors_order() {
+    let net = subnet(Hyperparams { weights_version_key: 5, weights_rate_limit: 100, ..params() }).await;
+    let v = &net.clients[0];
+    v.set_weights(NET, &[2], &[1], 5).await.unwrap();
+    // Version key is checked before the rate limit; lengths before everything.
+    assert_eq!(refused(v, &[2, 2], &[1, 1], 4).await, DispatchError::IncorrectWeightVersionKey);
+    assert_eq!(refused(v, &[2, 2], &[1], 4).await, DispatchError::WeightVecNotEqualSize);
+    assert_eq!(refused(v, &[2, 2], &[1, 1], 5).await, DispatchError::SettingWeightsTooFast);
+    // Permit before duplicates, duplicates before unknown uids.
+    let miner = &net.clients[2];
+    assert_eq!(refused(miner, &[3, 3], &[1, 1], 5).await, DispatchError::NeuronNoValidatorPermit);
+    let net = subnet(params()).await;
+    assert_eq!(refused(&net.clients[0], &[9, 9], &[1, 1], 0).await, DispatchError::DuplicateUids);
+}
+
+#[tokio::test]
+async fn commit_reveal_commits_then_reveals_in_the_next_epoch() {
+    let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
+    let v = &net.clients[0];
+    let (uids, w, salt) = ([2u16, 3], [100u16, 50], [7u16, 8, 9]);
+    assert_eq!(refused(v, &uids, &w, 0).await, DispatchError::CommitRevealEnabled);
+    let err = v.reveal_weights(NET, &uids, &w, &salt, 0).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::NoWeightsCommitFound));
+    v.commit_weights(NET, commit_hash(&v.hotkey(), NET, &uids, &w, &salt, 0)).await.unwrap();
+    let err = v.reveal_weights(NET, &uids, &w, &salt, 0).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::RevealTooEarly));
+    for _ in 0..10 {
+        net.chain.produce_block();
+    }
+    let err = v.reveal_weights(NET, &uids, &w, &[1], 0).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::InvalidRevealCommitHashNotMatch));
+    v.reveal_weights(NET, &uids, &w, &salt, 0).await.unwrap();
+    assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
+
+    // A commit left unrevealed past its epoch expires.
+    v.commit_weights(NET, commit_hash(&v.hotkey(), NET, &uids, &w, &salt, 0)).await.unwrap();
+    for _ in 0..20 {
+        net.chain.produce_block();
+    }
+    let err = v.reveal_weights(NET, &uids, &w, &salt, 0).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::ExpiredWeightCommit));
+}
+
+#[tokio::test]
+async fn commit_is_refused_where_commit_reveal_is_off_and_a_failed_reveal_keeps_the_commit() {
+    let net = subnet(params()).await;
+    let v = &net.clients[0];
+    let err = v.commit_weights(NET, [0; 32]).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::CommitRevealDisabled));
+
+    let net = subnet(Hyperparams { commit_reveal_enabled: true, min_allowed_weights: 2, ..params() }).await;
+    let v = &net.clients[0];
+    // Weights that set_weights will refuse (too few), committed anyway.
+    v.commit_weights(NET, commit_hash(&v.hotkey(), NET, &[2], &[1], &[1], 0)).await.unwrap();
+    for _ in 0..10 {
+        net.chain.produce_block();
+    }
+    let err = v.reveal_weights(NET, &[2], &[1], &[1], 0).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::WeightVecLengthIsLow));
+    // The refused reveal undid itself: the commit is still there to be matched.
+    let err = v.reveal_weights(NET, &[3], &[1], &[1], 0).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::InvalidRevealCommitHashNotMatch));
+}
+
+#[tokio::test]
+async fn a_full_subnet_replaces_its_lowest_emission_neuron_outside_immunity() {
+    let net = subnet(Hyperparams { max_allowed_uids: 4, immunity_period: 5, ..params() }).await;
+    // Validators reward miner-a only; after an epoch miner-b has the lowest emission.
+    for v in &net.clients[..2] {
+        v.set_weights(NET, &[2], &[1], 0).await.unwrap();
+    }
+    for _ in 0..10 {
+        net.chain.produce_block();
+    }
+    let newcomer = net.chain.client(AccountId::from_name("newcomer"), AccountId::from_name("x"));
+    assert_eq!(newcomer.register(NET).await.unwrap(), 3, "miner-b's uid is taken over");
+    let mg = newcomer.metagraph(NET).await.unwrap();
+    assert_eq!(mg.neurons[3].hotkey, newcomer.hotkey());
+    assert_eq!(mg.neurons[3].registered_at, mg.block);
+    let err = newcomer.register(NET).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::HotKeyAlreadyRegisteredInSubNet));
+    // The newcomer is immune for 5 blocks: the next registration takes another uid.
+    let second = net.chain.client(AccountId::from_name("second"), AccountId::from_name("x"));
+    assert_ne!(second.register(NET).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn epochs_reward_the_miner_validators_agree_on() {
+    let net = subnet(params()).await;
+    for v in &net.clients[..2] {
+        v.set_weights(NET, &[2, 3], &[3, 1], 0).await.unwrap();
+    }
+    let before = net.clients[2].metagraph(NET).await.unwrap();
+    for _ in 0..10 {
+        net.chain.produce_block();
+    }
+    let mg = net.clients[2].metagraph(NET).await.unwrap();
+    assert!(mg.neurons[2].incentive > 0.7 && mg.neurons[3].incentive < 0.3, "{:?}", mg.neurons);
+    assert!(mg.neurons[0].dividends > mg.neurons[1].dividends, "more stake, more dividends");
+    assert!(mg.neurons[2].stake > before.neurons[2].stake, "emission adds to stake");
+    // The epoch emits tempo x block emission; fixed-point shares round down, losing a few rao.
+    let emitted: u64 = mg.neurons.iter().map(|n| n.emission).sum();
+    assert!(emitted <= 10_000_000_000 && 10_000_000_000 - emitted < 100, "{emitted}");
+}
+
+#[tokio::test]
+async fn serving_an_endpoint() {
+    let net = subnet(params()).await;
+    let axon = AxonInfo::new("127.0.0.1".parse().unwrap(), 8091, 1);
+    net.clients[2].serve_axon(NET, axon).await.unwrap();
+    assert_eq!(net.clients[0].metagraph(NET).await.unwrap().neurons[2].axon, Some(axon));
+    let err = net.clients[2].serve_axon(NET, AxonInfo { port: 0, ..axon }).await.unwrap_err().dispatch_error();
+    assert_eq!(err, Some(DispatchError::InvalidPort));
+}
+
+#[tokio::test]
+async fn block_subscribers_see_every_block() {
+    let net = subnet(params()).await;
+    let mut blocks = net.clients[0].subscribe_blocks().await.unwrap();
+    let start = net.chain.current_block();
+    for _ in 0..5 {
+        net.chain.produce_block();
+    }
+    for i in 1..=5 {
+        assert_eq!(blocks.next().await.unwrap().unwrap(), start + i);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocks_come_at_the_configured_interval() {
+    let chain = LocalChain::new(LocalChainConfig {
+        block_time: std::time::Duration::from_secs(12),
+        ..LocalChainConfig::default()
+    });
+    let c = chain.client(AccountId::from_name("a"), AccountId::from_name("b"));
+    let mut blocks = c.subscribe_blocks().await.unwrap();
+    let producer = chain.start();
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(blocks.next().await.unwrap().unwrap(), 1);
+    assert_eq!(blocks.next().await.unwrap().unwrap(), 2);
+    assert_eq!(t0.elapsed(), std::time::Duration::from_secs(24));
+    producer.abort();
+}
+
+#[tokio::test]
+async fn state_saves_and_resumes() {
+    let net = subnet(params()).await;
+    for v in &net.clients[..2] {
+        v.set_weights(NET, &[2, 3], &[1, 1], 0).await.unwrap();
+    }
+    for _ in 0..10 {
+        net.chain.produce_block();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain.json");
+    net.chain.save(&path).unwrap();
+    let resumed = LocalChain::load(&path, std::time::Duration::from_secs(1)).unwrap();
+    let a = net.clients[0].metagraph(NET).await.unwrap();
+    let client = resumed.client(net.clients[0].hotkey(), AccountId::from_name("owner"));
+    assert_eq!(client.metagraph(NET).await.unwrap(), a);
+    for _ in 0..10 {
+        net.chain.produce_block();
+        resumed.produce_block();
+    }
+    assert_eq!(
+        client.metagraph(NET).await.unwrap(),
+        net.clients[0].metagraph(NET).await.unwrap(),
+        "resumed chain evolves identically"
+    );
+    std::fs::write(&path, "{ not json").unwrap();
+    let err = LocalChain::load(&path, std::time::Duration::from_secs(1)).err().unwrap();
+    assert!(err.contains("is not valid") && err.contains("move it away"), "{err}");
+}
