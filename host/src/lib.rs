@@ -15,5 +15,7 @@ pub mod gpu;
 pub mod jobs;
 pub mod logging;
 pub mod plugins;
+pub mod runtime;
+pub mod weights;
 
 pub use error::{Error, Result};

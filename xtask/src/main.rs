@@ -71,6 +71,10 @@ fn exit_with(s: ExitStatus) -> ! {
 fn test(args: &[String]) {
     ensure_vulkan();
     quiet_headless_display_probe();
+    for (var, name, requirements) in PYTHON_ENVS {
+        let python = python_env(name, requirements);
+        env::set_var(var, python);
+    }
     let started = std::time::Instant::now();
     let s = status(cargo().args(["test", "--workspace"]).args(args));
     eprintln!("xtask: tests finished in {:.0} s", started.elapsed().as_secs_f64());
@@ -88,6 +92,49 @@ fn run(args: &[String]) {
     let plugin = Path::new("target/release").join(library);
     eprintln!("xtask: {} --plugin {} {}", exe.display(), plugin.display(), args.join(" "));
     exit_with(status(Command::new(&exe).arg("--plugin").arg(&plugin).args(args)))
+}
+
+/// Python environments the interop tests need: (variable the tests read, venv name, requirements).
+const PYTHON_ENVS: &[(&str, &str, &str)] = &[
+    ("NEURON_TEST_PYTHON", "sdk11", "tests/python/requirements.txt"),
+    ("NEURON_TEST_PYTHON_SDK10", "sdk10", "tests/python/requirements-sdk10.txt"),
+];
+
+/// A venv under target/python/NAME with REQUIREMENTS installed, rebuilt when
+/// the requirements file changes. Returns its interpreter.
+fn python_env(name: &str, requirements: &str) -> PathBuf {
+    let dir = Path::new("target/python").join(name);
+    let python = dir.join("bin/python");
+    let wanted =
+        std::fs::read_to_string(requirements).unwrap_or_else(|e| fail(&format!("cannot read {requirements}: {e}")));
+    let stamp = dir.join("requirements.installed");
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return venv_python(&python);
+    }
+    eprintln!("xtask: preparing the Python environment {} from {requirements}", dir.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if !status(Command::new(&base).args(["-m", "venv"]).arg(&dir)).success() {
+        fail(&format!("`{base} -m venv` failed: install Python 3 with venv (Debian: `sudo apt-get install python3-venv`), then retry"));
+    }
+    let pip = |args: &[&str]| {
+        status(Command::new(&python).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(args))
+            .success()
+    };
+    if !pip(&["-r", requirements]) {
+        fail(&format!(
+            "installing {requirements} into {} failed (PyPI unreachable?); retry, or set it up by hand",
+            dir.display()
+        ));
+    }
+    std::fs::write(&stamp, wanted).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", stamp.display())));
+    venv_python(&python)
+}
+
+/// The venv's interpreter as an absolute path. Not canonicalized: bin/python is
+/// a symlink to the base interpreter, and resolving it would leave the venv.
+fn venv_python(python: &Path) -> PathBuf {
+    std::path::absolute(python).unwrap_or_else(|_| python.to_path_buf())
 }
 
 /// Mesa's drivers print an error per probe for a Wayland display when
