@@ -9,6 +9,7 @@
 //! never reaches back up.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gpu;

@@ -1,0 +1,3 @@
+//! Checkpoints in PyTorch's file format.
+pub mod pickle;
+pub mod pth;
