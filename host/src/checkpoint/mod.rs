@@ -1,3 +1,4 @@
 //! Checkpoints in PyTorch's file format.
 pub mod pickle;
 pub mod pth;
+pub mod writer;
