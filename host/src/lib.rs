@@ -15,6 +15,7 @@ pub mod error;
 pub mod gpu;
 pub mod jobs;
 pub mod logging;
+pub mod metrics;
 pub mod plugins;
 pub mod runtime;
 pub mod weights;
