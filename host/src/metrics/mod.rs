@@ -1,3 +1,4 @@
-//! Operating a neuron: the run log (JSON lines and TensorBoard event files).
+//! Operating a neuron: Prometheus metrics and the run log (JSON lines and TensorBoard event files).
+pub mod prometheus;
 pub mod runlog;
 pub mod tfevents;
