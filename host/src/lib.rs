@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod plugins;
+pub mod report;
 pub mod runtime;
 pub mod weights;
 

@@ -50,6 +50,16 @@ enum Command {
     },
     /// List GPU adapters and show the one neuron-host would pick.
     Gpu,
+    /// Render PNG plots and an HTML page of a run directory (into RUN_DIR/report/).
+    Report {
+        run_dir: PathBuf,
+        /// Plot width in pixels.
+        #[arg(long, default_value_t = 1200)]
+        width: u32,
+        /// Plot height in pixels.
+        #[arg(long, default_value_t = 700)]
+        height: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +104,14 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Plugin { command: PluginCommand::Inspect { path, config, no_instantiate } }) => {
             let config = Config::load(config.as_deref())?;
             inspect::inspect(&path, &config, !no_instantiate)
+        }
+        Some(Command::Report { run_dir, width, height }) => {
+            let out = neuron_host::report::render(&run_dir, neuron_host::report::Size { width, height })?;
+            for img in &out.images {
+                println!("wrote {}", img.display());
+            }
+            println!("wrote {}", out.html.display());
+            Ok(())
         }
         Some(Command::Gpu) => {
             let options = GpuOptions::from_env();

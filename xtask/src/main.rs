@@ -1,10 +1,11 @@
 //! `cargo xtask run [-- ARGS]`: build in release and run the main job.
 //! `cargo xtask test [-- ARGS]`: prepare the machine and run the whole test suite.
 //!
-//! Both make sure a Vulkan driver exists first: on a machine without a GPU
-//! driver they install Mesa's software Vulkan (lavapipe) through apt when they
-//! can (root, or sudo without a password), and otherwise stop with one line
-//! saying exactly what to run.
+//! Both make sure the system has what they need first — a Vulkan driver
+//! (Mesa's software Vulkan, lavapipe, on a machine without a GPU), and for
+//! the tests a TrueType font and a Prometheus server — installing the
+//! missing Debian packages through apt when they can (root, or sudo without a
+//! password), and otherwise stopping with one line saying exactly what to run.
 
 use std::{
     env,
@@ -69,7 +70,7 @@ fn exit_with(s: ExitStatus) -> ! {
 }
 
 fn test(args: &[String]) {
-    ensure_vulkan();
+    ensure_system(true);
     quiet_headless_display_probe();
     for (var, name, requirements) in PYTHON_ENVS {
         let python = python_env(name, requirements);
@@ -82,7 +83,7 @@ fn test(args: &[String]) {
 }
 
 fn run(args: &[String]) {
-    ensure_vulkan();
+    ensure_system(false);
     let s = status(cargo().args(["build", "--release", "-p", "neuron-host", "-p", MAIN_PLUGIN_PACKAGE]));
     if !s.success() {
         exit_with(s);
@@ -165,14 +166,65 @@ fn has_vulkan_driver() -> bool {
     has_manifest && has_loader
 }
 
-fn ensure_vulkan() {
-    if !cfg!(target_os = "linux") || has_vulkan_driver() {
+/// What the tests need from the system, and the Debian package that provides it.
+struct SystemNeed {
+    what: &'static str,
+    package: &'static str,
+    present: fn() -> bool,
+    /// Needed by `cargo xtask run` too (not only by the tests).
+    for_run: bool,
+}
+
+const NEEDS: &[SystemNeed] = &[
+    SystemNeed {
+        what: "a Vulkan driver (Mesa's software Vulkan when there is no GPU)",
+        package: "mesa-vulkan-drivers",
+        present: has_vulkan_driver,
+        for_run: true,
+    },
+    SystemNeed {
+        what: "a TrueType font for report plots",
+        package: "fonts-dejavu-core",
+        present: has_font,
+        for_run: false,
+    },
+    SystemNeed {
+        what: "a Prometheus server for the metrics test",
+        package: "prometheus",
+        present: has_prometheus,
+        for_run: false,
+    },
+];
+
+fn has_font() -> bool {
+    ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf"]
+        .iter()
+        .any(|p| Path::new(p).is_file())
+        || env::var_os("NEURON_REPORT_FONT").is_some()
+}
+
+fn has_prometheus() -> bool {
+    Command::new("prometheus").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Installs, through apt, the Debian packages whose need is missing; or stops
+/// with one line saying exactly what to run.
+fn ensure_system(for_tests: bool) {
+    if !cfg!(target_os = "linux") {
         return;
     }
-    const FIX: &str = "sudo apt-get install -y mesa-vulkan-drivers";
+    let missing: Vec<&SystemNeed> = NEEDS.iter().filter(|n| (for_tests || n.for_run) && !(n.present)()).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    let fix = format!("sudo apt-get install -y {}", packages.join(" "));
+    let what: Vec<&str> = missing.iter().map(|n| n.what).collect();
     if Command::new("apt-get").arg("--version").output().is_err() {
         fail(&format!(
-            "no Vulkan driver found: install your GPU's Vulkan driver or Mesa's software Vulkan (lavapipe; on Debian/Ubuntu: `{FIX}`)"
+            "missing {}: install the equivalent of Debian's {} with your package manager",
+            what.join("; "),
+            packages.join(", ")
         ));
     }
     let is_root = Command::new("id")
@@ -182,9 +234,9 @@ fn ensure_vulkan() {
         .unwrap_or(false);
     let sudo = !is_root && Command::new("sudo").args(["-n", "true"]).status().map(|s| s.success()).unwrap_or(false);
     if !is_root && !sudo {
-        fail(&format!("no Vulkan driver found: run `{FIX}` (Mesa's software Vulkan), then retry"));
+        fail(&format!("missing {}: run `{fix}`, then retry", what.join("; ")));
     }
-    eprintln!("xtask: no Vulkan driver found; installing Mesa's software Vulkan (mesa-vulkan-drivers)");
+    eprintln!("xtask: installing {} ({})", packages.join(", "), what.join("; "));
     let apt = |args: &[&str]| {
         let mut c = if sudo {
             let mut c = Command::new("sudo");
@@ -196,8 +248,11 @@ fn ensure_vulkan() {
         c.env("DEBIAN_FRONTEND", "noninteractive").args(args);
         status(&mut c).success()
     };
-    let installed = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "mesa-vulkan-drivers"]);
-    if !installed || !has_vulkan_driver() {
-        fail(&format!("installing Mesa's software Vulkan failed: run `{FIX}` yourself, then retry"));
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&packages);
+    let installed = apt(&["update", "-qq"]) && apt(&install);
+    if let Some(still) = missing.iter().find(|n| !(n.present)()) {
+        let why = if installed { "installed, but it is still missing" } else { "installing it failed" };
+        fail(&format!("{} ({}): {why}; run `{fix}` yourself, then retry", still.what, still.package));
     }
 }
