@@ -145,7 +145,8 @@ pub fn render(run_dir: &Path, size: Size) -> Result<Rendered> {
         }
         series
     };
-    let figures: [(&str, &str, &str, fn(&UidRecord) -> Option<f64>); 4] = [
+    type Figure = (&'static str, &'static str, &'static str, fn(&UidRecord) -> Option<f64>);
+    let figures: [Figure; 4] = [
         ("scores.png", "Validator scores per uid", "score (moving average, 0 to 1)", |u| u.score),
         ("weights.png", "Weights set per uid", "weight (share of 1)", |u| u.weight),
         ("incentive.png", "Incentive per uid", "incentive (share of miner emission)", |u| u.incentive),
