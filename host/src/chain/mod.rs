@@ -13,6 +13,7 @@
 pub mod account;
 pub mod commit;
 pub mod local;
+pub mod subtensor;
 pub mod yuma;
 
 use std::{fmt, net::IpAddr};
