@@ -2,6 +2,8 @@
 //! Python encoder, hex helpers.
 #![allow(dead_code)]
 
+pub mod mock_node;
+
 use std::{
     io::Write,
     path::PathBuf,

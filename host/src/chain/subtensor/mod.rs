@@ -176,8 +176,9 @@ impl Connection {
     }
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> ChainError {
+        let Endpoint { name, url } = &self.endpoint;
         ChainError::Connection {
-            endpoint: format!("{} ({})", self.endpoint.name, self.endpoint.url),
+            endpoint: if name == url { url.clone() } else { format!("{name} ({url})") },
             reason: format!(
                 "{reason}; check the URL, that the node is running and that its RPC port accepts WebSocket connections from here"
             ),
