@@ -309,3 +309,16 @@ async fn an_unreachable_node_is_one_line_naming_the_endpoint() {
     assert!(err.contains(&format!("ws://127.0.0.1:{port}")) && err.contains("check the URL"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+#[tokio::test]
+async fn the_operator_table_shows_each_neuron() {
+    let rt = runtime();
+    let node = MockNode::start(node_state(&rt)).await;
+    let chain = connect(&node).await;
+    let table = neuron_host::jobs::chain::metagraph_table(&chain.metagraph(NET).await.unwrap());
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "subnet 1 at block 100: 3 neurons");
+    assert!(lines[1].contains("UID") && lines[1].contains("AXON"));
+    assert!(lines[2].contains("10.0.0.1:8091") && lines[2].contains("5.0000"), "{}", lines[2]);
+    assert_eq!(lines.len(), 5);
+}
