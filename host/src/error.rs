@@ -27,6 +27,10 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// A chain call failed (each `ChainError` is one line naming the endpoint or the refusal).
+    #[error("{0}")]
+    Chain(#[from] crate::chain::ChainError),
+
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use neuron_host::{
     config::Config,
     gpu::{GpuDevice, GpuOptions},
-    jobs::{inspect, plugin_check},
+    jobs::{chain, inspect, plugin_check},
     logging, Result,
 };
 
@@ -59,6 +59,36 @@ enum Command {
         /// Plot height in pixels.
         #[arg(long, default_value_t = 700)]
         height: u32,
+    },
+    /// Look at a subtensor node: metagraph, hyperparameters, blocks.
+    Chain {
+        #[command(subcommand)]
+        command: ChainCommand,
+        /// finney, test, or local (the embedded chain, which has no node to look at).
+        #[arg(long = "subtensor.network", global = true, value_name = "NAME")]
+        network: Option<String>,
+        /// A node's WebSocket URL (a local node: ws://127.0.0.1:9944); wins over --subtensor.network.
+        #[arg(long = "subtensor.chain_endpoint", global = true, value_name = "URL")]
+        chain_endpoint: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// The subnet's neurons, one a row.
+    Metagraph {
+        #[arg(long, default_value_t = 1)]
+        netuid: u16,
+    },
+    /// The subnet's hyperparameters.
+    Hyperparams {
+        #[arg(long, default_value_t = 1)]
+        netuid: u16,
+    },
+    /// The finalized block, and with --netuid where that subnet stands in its epoch.
+    Block {
+        #[arg(long)]
+        netuid: Option<u16>,
     },
 }
 
@@ -121,6 +151,14 @@ fn run(cli: Cli) -> Result<()> {
             let gpu = GpuDevice::open(&options, &[])?;
             println!("selected {}", gpu.describe());
             Ok(())
+        }
+        Some(Command::Chain { command, network, chain_endpoint }) => {
+            let view = match command {
+                ChainCommand::Metagraph { netuid } => chain::ChainView::Metagraph { netuid },
+                ChainCommand::Hyperparams { netuid } => chain::ChainView::Hyperparams { netuid },
+                ChainCommand::Block { netuid } => chain::ChainView::Block { netuid },
+            };
+            chain::run(network.as_deref(), chain_endpoint.as_deref(), view)
         }
         None => {
             let mut config = Config::load(cli.run.config.as_deref())?;

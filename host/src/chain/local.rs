@@ -157,20 +157,8 @@ impl LocalChain {
     /// Writes the whole state to `path` atomically (temp file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let text = serde_json::to_string(&*self.lock()).map_err(|e| format!("cannot encode chain state: {e}"))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("chain")));
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        };
-        write().map_err(|e| format!("cannot write chain state {}: {e}", path.display()))
+        super::write_atomically(path, text.as_bytes())
+            .map_err(|e| format!("cannot write chain state {}: {e}", path.display()))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

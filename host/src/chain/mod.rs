@@ -6,20 +6,38 @@
 //!
 //! - [`local`]: an embedded chain in the process (the default), with
 //!   subtensor's `set_weights` rules, commit-reveal and [`yuma`] consensus;
-//! - a subtensor node through subxt (its own module, when it lands).
+//! - [`subtensor`]: a real subtensor node through subxt (finney, test, any
+//!   `ws://`/`wss://` endpoint), selected with [`subtensor::ChainSelection`].
 //!
 //! Everything above this trait (scheduler, roles) is backend-agnostic.
 
 pub mod account;
 pub mod commit;
 pub mod local;
+pub mod subtensor;
 pub mod yuma;
 
-use std::{fmt, net::IpAddr};
+use std::{fmt, net::IpAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
 pub use account::AccountId;
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new
+/// one, never a mix: temp file beside it, fsync, rename, fsync the directory.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
 
 /// A subnet's identifier.
 pub type NetUid = u16;
@@ -182,6 +200,10 @@ pub enum DispatchError {
     NoNeuronIdAvailable,
     InvalidIpType,
     InvalidPort,
+    ServingRateLimitExceeded,
+    TooManyRegistrationsThisBlock,
+    TooManyRegistrationsThisInterval,
+    NotEnoughBalanceToStake,
 }
 
 impl DispatchError {
@@ -211,6 +233,10 @@ impl DispatchError {
             Self::NoNeuronIdAvailable => "NoNeuronIdAvailable",
             Self::InvalidIpType => "InvalidIpType",
             Self::InvalidPort => "InvalidPort",
+            Self::ServingRateLimitExceeded => "ServingRateLimitExceeded",
+            Self::TooManyRegistrationsThisBlock => "TooManyRegistrationsThisBlock",
+            Self::TooManyRegistrationsThisInterval => "TooManyRegistrationsThisInterval",
+            Self::NotEnoughBalanceToStake => "NotEnoughBalanceToStake",
         }
     }
 
@@ -241,6 +267,10 @@ impl DispatchError {
             Self::NoNeuronIdAvailable => "the subnet is full and every neuron is still immune",
             Self::InvalidIpType => "the IP type must be 4 or 6",
             Self::InvalidPort => "the port must not be 0",
+            Self::ServingRateLimitExceeded => "the axon was served less than serving_rate_limit blocks ago",
+            Self::TooManyRegistrationsThisBlock => "the subnet's registrations for this block are used up",
+            Self::TooManyRegistrationsThisInterval => "the subnet's registrations for this interval are used up",
+            Self::NotEnoughBalanceToStake => "the coldkey's balance does not cover the registration burn",
         }
     }
 
@@ -275,6 +305,10 @@ const ALL_DISPATCH_ERRORS: &[DispatchError] = &[
     DispatchError::NoNeuronIdAvailable,
     DispatchError::InvalidIpType,
     DispatchError::InvalidPort,
+    DispatchError::ServingRateLimitExceeded,
+    DispatchError::TooManyRegistrationsThisBlock,
+    DispatchError::TooManyRegistrationsThisInterval,
+    DispatchError::NotEnoughBalanceToStake,
 ];
 
 impl fmt::Display for DispatchError {

@@ -1,0 +1,173 @@
+//! What a validator does with its weights, and how it reacts to the chain's
+//! refusals — for any [`Chain`] backend, so the embedded chain exercises the
+//! same policy a node sees:
+//!
+//! - commit-reveal off: `set_weights`;
+//! - commit-reveal on: commit the hash with a fresh random salt (the pending
+//!   commit saved first, so a restart keeps it), reveal it in its reveal epoch
+//!   ([`reveal_due`], to call at every new block or at least every epoch);
+//! - `SettingWeightsTooFast` / `CommittingWeightsTooFast`: wait until the
+//!   rate limit has passed (counted in blocks from the neuron's last update),
+//!   then retry, at most [`WeightsPolicy::rate_limit_retries`] times;
+//! - `CommitRevealEnabled` on `set_weights`: switch to commit;
+//!   `CommitRevealDisabled` on a commit: switch to `set_weights`;
+//! - anything else is returned to the caller.
+
+use super::commits::{hex, CommitStore, PendingCommit};
+use crate::chain::{commit::commit_hash, Chain, ChainError, DispatchError, NetUid};
+
+/// Tuning of [`submit_weights_with_policy`].
+#[derive(Clone, Debug)]
+pub struct WeightsPolicy {
+    /// How many times a rate-limited submission is retried after waiting.
+    pub rate_limit_retries: u32,
+    /// Salt length, in u16 words.
+    pub salt_len: usize,
+}
+
+impl Default for WeightsPolicy {
+    fn default() -> Self {
+        Self { rate_limit_retries: 2, salt_len: 8 }
+    }
+}
+
+/// What [`submit_weights_with_policy`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WeightsOutcome {
+    /// The weights are on chain.
+    Set,
+    /// Their hash is on chain; [`reveal_due`] reveals them in `reveal_epoch`.
+    Committed { reveal_epoch: u64 },
+}
+
+fn random_salt(len: usize) -> Result<Vec<u16>, ChainError> {
+    let mut bytes = vec![0u8; len * 2];
+    getrandom::getrandom(&mut bytes).map_err(|e| ChainError::Other(format!("no randomness for a salt: {e}")))?;
+    Ok(bytes.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
+}
+
+/// Waits until the neuron's rate limit on `netuid` has passed (at least one block).
+async fn wait_out_rate_limit(chain: &dyn Chain, netuid: NetUid) -> Result<(), ChainError> {
+    let limit = chain.hyperparams(netuid).await?.weights_rate_limit;
+    let metagraph = chain.metagraph(netuid).await?;
+    let last_update = metagraph.neurons.iter().find(|n| n.hotkey == chain.hotkey()).map_or(0, |n| n.last_update);
+    let target = (last_update + limit).max(metagraph.block + 1);
+    tracing::info!(target: "neuron_host::chain", "weights on subnet {netuid} are rate limited until block {target}; waiting");
+    let mut blocks = chain.subscribe_blocks().await?;
+    if chain.block().await? >= target {
+        return Ok(());
+    }
+    while let Some(block) = blocks.next().await {
+        if block? >= target {
+            return Ok(());
+        }
+    }
+    Err(ChainError::Other("the block stream ended while waiting out a rate limit".into()))
+}
+
+async fn commit(
+    chain: &dyn Chain,
+    commits: &CommitStore,
+    netuid: NetUid,
+    uids: &[u16],
+    weights: &[u16],
+    version_key: u64,
+    policy: &WeightsPolicy,
+) -> Result<WeightsOutcome, ChainError> {
+    let salt = random_salt(policy.salt_len)?;
+    let hotkey = chain.hotkey();
+    let hash = commit_hash(&hotkey, netuid, uids, weights, &salt, version_key);
+    let (status, params) = (chain.epoch_status(netuid).await?, chain.hyperparams(netuid).await?);
+    let pending = PendingCommit {
+        netuid,
+        hotkey,
+        uids: uids.to_vec(),
+        values: weights.to_vec(),
+        salt,
+        version_key,
+        hash: hex(&hash),
+        reveal_epoch: status.epoch_index + params.commit_reveal_period,
+    };
+    let reveal_epoch = pending.reveal_epoch;
+    commits.add(pending)?;
+    match chain.commit_weights(netuid, hash).await {
+        Ok(()) => Ok(WeightsOutcome::Committed { reveal_epoch }),
+        Err(e) => {
+            commits.remove(&hex(&hash))?;
+            Err(e)
+        }
+    }
+}
+
+/// Puts `weights` on chain by whichever route the subnet takes, reacting to refusals as the module docs say.
+pub async fn submit_weights_with_policy(
+    chain: &dyn Chain,
+    commits: &CommitStore,
+    netuid: NetUid,
+    uids: &[u16],
+    weights: &[u16],
+    version_key: u64,
+    policy: &WeightsPolicy,
+) -> Result<WeightsOutcome, ChainError> {
+    let mut use_commit = chain.hyperparams(netuid).await?.commit_reveal_enabled;
+    let mut retries = policy.rate_limit_retries;
+    let mut switched = false;
+    loop {
+        let result = if use_commit {
+            commit(chain, commits, netuid, uids, weights, version_key, policy).await
+        } else {
+            chain.set_weights(netuid, uids, weights, version_key).await.map(|()| WeightsOutcome::Set)
+        };
+        match result.as_ref().map_err(ChainError::dispatch_error) {
+            Err(Some(DispatchError::SettingWeightsTooFast | DispatchError::CommittingWeightsTooFast))
+                if retries > 0 =>
+            {
+                retries -= 1;
+                wait_out_rate_limit(chain, netuid).await?;
+            }
+            Err(Some(DispatchError::CommitRevealEnabled)) if !use_commit && !switched => {
+                (use_commit, switched) = (true, true);
+            }
+            Err(Some(DispatchError::CommitRevealDisabled)) if use_commit && !switched => {
+                (use_commit, switched) = (false, true);
+            }
+            _ => return result,
+        }
+    }
+}
+
+/// Reveals this neuron's commits on `netuid` whose reveal epoch has come, and
+/// forgets those whose epoch has passed. Returns how many were revealed.
+pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid) -> Result<usize, ChainError> {
+    let hotkey = chain.hotkey();
+    let mine: Vec<PendingCommit> =
+        commits.all().into_iter().filter(|c| c.netuid == netuid && c.hotkey == hotkey).collect();
+    if mine.is_empty() {
+        return Ok(0);
+    }
+    let epoch = chain.epoch_status(netuid).await?.epoch_index;
+    let mut revealed = 0;
+    for c in mine {
+        if epoch > c.reveal_epoch {
+            tracing::warn!(target: "neuron_host::chain", "a weights commit on subnet {netuid} expired unrevealed (epoch {} passed)", c.reveal_epoch);
+            commits.remove(&c.hash)?;
+            continue;
+        }
+        if epoch < c.reveal_epoch {
+            continue;
+        }
+        match chain.reveal_weights(netuid, &c.uids, &c.values, &c.salt, c.version_key).await {
+            Ok(()) => {
+                commits.remove(&c.hash)?;
+                revealed += 1;
+            }
+            // Not yet after all (the chain's epoch moved on differently): keep it for the next call.
+            Err(e) if e.dispatch_error() == Some(DispatchError::RevealTooEarly) => {}
+            Err(e) => {
+                commits.remove(&c.hash)?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(revealed)
+}

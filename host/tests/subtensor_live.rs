@@ -1,0 +1,85 @@
+//! Against a real subtensor node, when `NEURON_TEST_SUBTENSOR_URL` names one
+//! (e.g. ws://127.0.0.1:9944 for a localnet; see the README): register by
+//! burning, serve an axon, set weights, read them back. The signer is
+//! `NEURON_TEST_SUBTENSOR_SEED` (a 32-byte sr25519 seed, hex) or the dev
+//! account //Alice, which localnets fund; the subnet is
+//! `NEURON_TEST_SUBTENSOR_NETUID` (default 1). Without the URL the test says
+//! that it did not run, in its output, and does nothing else.
+
+mod subtensor_support;
+
+use std::sync::Arc;
+
+use neuron_host::chain::{
+    subtensor::{
+        self,
+        commits::CommitStore,
+        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
+        signer::{HotkeySigner, Sr25519Keypair},
+        Endpoint, NodeConfig,
+    },
+    AxonInfo, Chain, DispatchError,
+};
+
+/// //Alice's sr25519 seed (Substrate's well-known dev key).
+const ALICE_SEED: &str = "e5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a";
+
+fn seed() -> [u8; 32] {
+    let text = std::env::var("NEURON_TEST_SUBTENSOR_SEED").unwrap_or_else(|_| ALICE_SEED.into());
+    subtensor_support::unhex(&text).try_into().expect("NEURON_TEST_SUBTENSOR_SEED is 32 bytes of hex")
+}
+
+#[test]
+fn the_alice_seed_is_alices_key() {
+    let alice = Sr25519Keypair::from_mini_secret(&subtensor_support::unhex(ALICE_SEED).try_into().unwrap()).unwrap();
+    assert_eq!(alice.account().to_ss58(), "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");
+}
+
+#[tokio::test]
+async fn live_only_when_neuron_test_subtensor_url_is_set_register_serve_set_weights_read_back() {
+    let Ok(url) = std::env::var("NEURON_TEST_SUBTENSOR_URL") else {
+        println!("NOT RUN: set NEURON_TEST_SUBTENSOR_URL=ws://HOST:PORT to run this test against a subtensor node");
+        eprintln!("NOT RUN: the live subtensor test (NEURON_TEST_SUBTENSOR_URL unset)");
+        return;
+    };
+    let netuid: u16 = std::env::var("NEURON_TEST_SUBTENSOR_NETUID").map_or(1, |n| n.parse().expect("a netuid"));
+    let signer = Arc::new(Sr25519Keypair::from_mini_secret(&seed()).unwrap());
+    let chain = subtensor::connect(NodeConfig::new(Endpoint::url(&url).unwrap()), signer.clone()).await.unwrap();
+
+    let uid = match chain.register(netuid).await {
+        Ok(uid) => uid,
+        Err(e) if e.dispatch_error() == Some(DispatchError::HotKeyAlreadyRegisteredInSubNet) => {
+            chain.uid(netuid).await.unwrap().expect("registered")
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mg = chain.metagraph(netuid).await.unwrap();
+    assert_eq!(mg.uid_of(&signer.account()), Some(uid));
+
+    let axon = AxonInfo::new("10.20.30.40".parse().unwrap(), 8091, 1);
+    match chain.serve_axon(netuid, axon).await {
+        Ok(()) => {}
+        Err(e) if e.dispatch_error() == Some(DispatchError::ServingRateLimitExceeded) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let served = chain.metagraph(netuid).await.unwrap().neurons[uid as usize].axon;
+    assert_eq!(served.map(|a| (a.ip, a.port)), Some((axon.ip, axon.port)));
+
+    let params = chain.hyperparams(netuid).await.unwrap();
+    let commits = CommitStore::open(None).unwrap();
+    let policy = WeightsPolicy { rate_limit_retries: 3, ..WeightsPolicy::default() };
+    let outcome =
+        submit_weights_with_policy(&*chain, &commits, netuid, &[uid], &[65535], params.weights_version_key, &policy)
+            .await
+            .unwrap();
+    if let WeightsOutcome::Committed { reveal_epoch } = outcome {
+        let mut blocks = chain.subscribe_blocks().await.unwrap();
+        while chain.epoch_status(netuid).await.unwrap().epoch_index < reveal_epoch {
+            blocks.next().await.unwrap().unwrap();
+        }
+        assert_eq!(reveal_due(&*chain, &commits, netuid).await.unwrap(), 1);
+    }
+    let weights = chain.weights(netuid).await.unwrap();
+    let mine = weights.iter().find(|(u, _)| *u == uid).map(|(_, w)| w.clone());
+    assert_eq!(mine, Some(vec![(uid, 65535)]));
+}

@@ -1,0 +1,324 @@
+//! The subtensor client against a stand-in node (subtensor_support/mock_node.rs)
+//! answering from the real finney 393 metadata and constructed values: no
+//! subtensor node can run where these tests run, so the node is mocked;
+//! subtensor_live.rs runs the same client against a real one.
+
+mod subtensor_support;
+
+use std::{sync::Arc, time::Duration};
+
+use neuron_host::chain::{
+    subtensor::{self, signer::Sr25519Keypair, Endpoint, NodeConfig},
+    Chain, ChainError, DispatchError,
+};
+use subtensor_support::{
+    genesis, hex,
+    mock_node::{MockNode, NodeState, SubmitReply},
+};
+use subxt::{
+    client::OfflineClient,
+    ext::{
+        codec::Encode,
+        scale_encode::EncodeAsType,
+        scale_value::{Composite, Value, ValueDef},
+    },
+    metadata::Metadata,
+};
+
+const NET: u16 = 1;
+
+struct Runtime {
+    metadata: Metadata,
+    client: OfflineClient<neuron_host::chain::subtensor::runtime::Subtensor>,
+}
+
+fn runtime() -> Runtime {
+    let bytes = subtensor_support::metadata_v16();
+    let metadata = Metadata::decode_from(&bytes).unwrap();
+    let config = neuron_host::chain::subtensor::runtime::Subtensor::offline(
+        Metadata::decode_from(&bytes).unwrap().arc(),
+        393,
+        1,
+        genesis(),
+    );
+    Runtime { metadata, client: OfflineClient::new_with_config(config) }
+}
+
+/// A value of type `id` with every field zero or empty.
+fn zero(types: &scale_info::PortableRegistry, id: u32) -> Value {
+    use scale_info::{TypeDef, TypeDefPrimitive as P};
+    let ty = types.resolve(id).unwrap();
+    let fields = |fs: &[scale_info::Field<scale_info::form::PortableForm>]| -> Composite<()> {
+        if !fs.is_empty() && fs.iter().all(|f| f.name.is_some()) {
+            Composite::named(fs.iter().map(|f| (f.name.clone().unwrap(), zero(types, f.ty.id))))
+        } else {
+            Composite::unnamed(fs.iter().map(|f| zero(types, f.ty.id)))
+        }
+    };
+    match &ty.type_def {
+        TypeDef::Composite(c) => Value { value: ValueDef::Composite(fields(&c.fields)), context: () },
+        TypeDef::Variant(v) => Value::variant(v.variants[0].name.clone(), fields(&v.variants[0].fields)),
+        TypeDef::Sequence(_) => Value::unnamed_composite([]),
+        TypeDef::Array(a) => Value::unnamed_composite((0..a.len).map(|_| zero(types, a.type_param.id))),
+        TypeDef::Tuple(t) => Value::unnamed_composite(t.fields.iter().map(|f| zero(types, f.id))),
+        TypeDef::Primitive(P::Bool) => Value::bool(false),
+        TypeDef::Primitive(P::Str) => Value::string(""),
+        TypeDef::Primitive(P::Char) => Value::char('a'),
+        TypeDef::Primitive(P::I8 | P::I16 | P::I32 | P::I64 | P::I128 | P::I256) => Value::i128(0),
+        TypeDef::Primitive(_) | TypeDef::Compact(_) => Value::u128(0),
+        TypeDef::BitSequence(_) => Value::bit_sequence(Default::default()),
+    }
+}
+
+fn set(value: &mut Value, name: &str, new: Value) {
+    let ValueDef::Composite(Composite::Named(fields)) = &mut value.value else { panic!("not a struct") };
+    let slot = fields.iter_mut().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no field {name}"));
+    slot.1 = new;
+}
+
+fn list(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::unnamed_composite(items)
+}
+
+fn encode(rt: &Runtime, value: &Value, ty: u32) -> Vec<u8> {
+    value.encode_as_type(ty, rt.metadata.types()).unwrap()
+}
+
+fn storage_key<K>(rt: &Runtime, entry: (&str, &str), key: K) -> String
+where
+    K: subxt::ext::frame_decode::storage::IntoEncodableValues + subxt::ext::frame_decode::storage::IntoDecodableValues,
+{
+    let at = rt.client.at_block(0u64).unwrap();
+    let addr = subxt::storage::dynamic::<K, Value>(entry.0, entry.1);
+    hex(&at.storage().entry(addr).unwrap().fetch_key(key).unwrap())[2..].to_string()
+}
+
+/// Hotkeys of the mocked subnet's neurons.
+fn hotkey(i: u8) -> [u8; 32] {
+    [i + 1; 32]
+}
+
+/// A node at block 100 whose subnet 1 has three neurons.
+fn node_state(rt: &Runtime) -> NodeState {
+    let mut st = NodeState { finalized: 100, spec_version: 393, ..NodeState::default() };
+    let version = (
+        "node-subtensor".to_string(),
+        "node-subtensor".to_string(),
+        1u32,
+        393u32,
+        1u32,
+        Vec::<([u8; 8], u32)>::new(),
+        1u32,
+        1u8,
+    );
+    st.calls.insert("Core_version".into(), version.encode());
+    st.calls.insert("Metadata_metadata_versions".into(), vec![14u32, 15, 16].encode());
+    st.calls.insert("Metadata_metadata_at_version".into(), Some(subtensor_support::metadata_v16()).encode());
+    st.calls.insert("AccountNonceApi_account_nonce".into(), 0u32.encode());
+
+    let api = rt.metadata.runtime_api_trait_by_name("SubnetInfoRuntimeApi").unwrap();
+    let option_ty = api.method_by_name("get_metagraph").unwrap().output_ty();
+    let scale_info::TypeDef::Variant(option) = &rt.metadata.types().resolve(option_ty).unwrap().type_def else {
+        panic!()
+    };
+    let inner = option.variants.iter().find(|v| v.name == "Some").unwrap().fields[0].ty.id;
+    let mut mg = zero(rt.metadata.types(), inner);
+    set(&mut mg, "netuid", Value::u128(NET.into()));
+    set(&mut mg, "block", Value::u128(100));
+    set(&mut mg, "tempo", Value::u128(360));
+    set(&mut mg, "hotkeys", list((0..3).map(|i| Value::from_bytes(hotkey(i)))));
+    set(&mut mg, "coldkeys", list((0..3).map(|_| Value::from_bytes([9u8; 32]))));
+    let axon = |ip: u128, port: u128, ip_type: u128| {
+        Value::named_composite([
+            ("block", Value::u128(50)),
+            ("version", Value::u128(7)),
+            ("ip", Value::u128(ip)),
+            ("port", Value::u128(port)),
+            ("ip_type", Value::u128(ip_type)),
+            ("protocol", Value::u128(4)),
+            ("placeholder1", Value::u128(0)),
+            ("placeholder2", Value::u128(0)),
+        ])
+    };
+    set(&mut mg, "axons", list([axon(0x0a00_0001, 8091, 4), axon(0, 0, 0), axon(1, 9000, 6)]));
+    set(&mut mg, "identities", list((0..3).map(|_| Value::unnamed_variant("None", []))));
+    set(&mut mg, "active", list([true, false, true].map(Value::bool)));
+    set(&mut mg, "validator_permit", list([true, false, false].map(Value::bool)));
+    let u = |xs: [u128; 3]| list(xs.map(Value::u128));
+    set(&mut mg, "last_update", u([90, 80, 70]));
+    set(&mut mg, "emission", u([1000, 0, 2000]));
+    set(&mut mg, "dividends", u([65535, 0, 0]));
+    set(&mut mg, "incentives", u([0, 0, 65535]));
+    set(&mut mg, "consensus", u([0, 0, 32768]));
+    set(&mut mg, "block_at_registration", u([10, 20, 30]));
+    set(&mut mg, "total_stake", u([5_000_000_000, 0, 1]));
+    for f in ["pruning_score", "trust", "rank", "alpha_stake", "tao_stake"] {
+        set(&mut mg, f, u([0, 0, 0]));
+    }
+    let answer = Value::unnamed_variant("Some", [mg]);
+    st.calls.insert("SubnetInfoRuntimeApi_get_metagraph".into(), encode(rt, &answer, option_ty));
+    st.storage.insert(storage_key(rt, ("SubtensorModule", "ValidatorTrust"), (NET,)), vec![40000u16, 0, 0].encode());
+    st.events_key = storage_key(rt, ("System", "Events"), ());
+    st
+}
+
+async fn connect(node: &MockNode) -> Arc<subtensor::SubtensorChain> {
+    let mut config = NodeConfig::new(Endpoint::url(&node.url()).unwrap());
+    config.reconnect_delay = (Duration::from_millis(50), Duration::from_millis(200));
+    config.connect_timeout = Duration::from_secs(10);
+    let signer = Arc::new(Sr25519Keypair::from_mini_secret(&[1; 32]).unwrap());
+    subtensor::connect(config, signer).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_metagraph_is_decoded_from_get_metagraph_in_one_call() {
+    let rt = runtime();
+    let node = MockNode::start(node_state(&rt)).await;
+    let chain = connect(&node).await;
+    let mg = chain.metagraph(NET).await.unwrap();
+    assert_eq!((mg.netuid, mg.block, mg.len()), (NET, 100, 3));
+    let n0 = &mg.neurons[0];
+    assert_eq!(n0.hotkey.0, hotkey(0));
+    assert_eq!(n0.coldkey.0, [9; 32]);
+    assert_eq!(n0.stake, 5_000_000_000);
+    assert_eq!(n0.axon.unwrap().ip, "10.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!((n0.axon.unwrap().port, n0.axon.unwrap().version), (8091, 7));
+    assert!(n0.validator_permit && n0.active);
+    assert_eq!((n0.last_update, n0.registered_at, n0.emission), (90, 10, 1000));
+    assert_eq!(n0.dividends, 1.0);
+    assert!((n0.validator_trust - 40000.0 / 65535.0).abs() < 1e-12);
+    assert_eq!(mg.neurons[1].axon, None, "never served");
+    assert!(!mg.neurons[1].active);
+    assert_eq!(mg.neurons[2].axon.unwrap().ip, "::1".parse::<std::net::IpAddr>().unwrap());
+    assert!((mg.neurons[2].consensus - 32768.0 / 65535.0).abs() < 1e-12);
+    assert_eq!(mg.neurons[2].incentive, 1.0);
+    let calls = node.state.lock().unwrap().requests.iter().filter(|m| *m == "state_call").count();
+    assert!(calls >= 1);
+}
+
+async fn next(blocks: &mut neuron_host::chain::BlockStream) -> u64 {
+    tokio::time::timeout(Duration::from_secs(20), blocks.next()).await.expect("a block in time").unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn the_block_stream_survives_a_dropped_connection_without_missing_a_block() {
+    let rt = runtime();
+    let node = MockNode::start(node_state(&rt)).await;
+    let chain = connect(&node).await;
+    let mut blocks = chain.subscribe_blocks().await.unwrap();
+    assert_eq!(next(&mut blocks).await, 100);
+    node.finalize(101);
+    assert_eq!(next(&mut blocks).await, 101);
+    // The connection drops; blocks 102..=104 are finalised while the client is away.
+    node.drop_connections();
+    node.state.lock().unwrap().finalized = 104;
+    for want in 102..=104 {
+        assert_eq!(next(&mut blocks).await, want, "missed blocks are filled in after reconnecting");
+    }
+    node.finalize(105);
+    assert_eq!(next(&mut blocks).await, 105);
+    let subscriptions =
+        node.state.lock().unwrap().requests.iter().filter(|m| *m == "chain_subscribeFinalizedHeads").count();
+    assert!(subscriptions >= 2, "resubscribed");
+    // Reads work again on the new connection.
+    assert_eq!(chain.metagraph(NET).await.unwrap().len(), 3);
+}
+
+/// System.Events of a block whose extrinsic 0 failed with SubtensorModule's error `index`.
+fn failed_events(rt: &Runtime, error_index: u8) -> Vec<u8> {
+    let system = rt.metadata.pallet_by_name("System").unwrap();
+    let failed = system.event_variants().unwrap().iter().find(|v| v.name == "ExtrinsicFailed").unwrap();
+    let info = failed.fields.iter().find(|f| f.name.as_deref() == Some("dispatch_info")).unwrap();
+    let module =
+        Value::named_composite([("index", Value::u128(7)), ("error", Value::from_bytes([error_index, 0, 0, 0]))]);
+    let event = Value::named_variant(
+        "ExtrinsicFailed",
+        [
+            ("dispatch_error", Value::unnamed_variant("Module", [module])),
+            ("dispatch_info", zero(rt.metadata.types(), info.ty.id)),
+        ],
+    );
+    let record = Value::named_composite([
+        ("phase", Value::unnamed_variant("ApplyExtrinsic", [Value::u128(0)])),
+        ("event", Value::unnamed_variant("System", [event])),
+        ("topics", list([])),
+    ]);
+    let events =
+        rt.metadata.pallet_by_name("System").unwrap().storage().unwrap().entry_by_name("Events").unwrap().value_ty();
+    encode(rt, &list([record]), events)
+}
+
+fn error_index(rt: &Runtime, name: &str) -> u8 {
+    let pallet = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
+    pallet.error_variants().unwrap().iter().find(|v| v.name == name).unwrap().index
+}
+
+#[tokio::test]
+async fn a_failed_dispatch_comes_back_with_subtensors_error_name() {
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    st.submit = Some(SubmitReply::InBlock {
+        block: 101,
+        events: failed_events(&rt, error_index(&rt, "SettingWeightsTooFast")),
+    });
+    let node = MockNode::start(st).await;
+    let chain = connect(&node).await;
+    let err = chain.set_weights(NET, &[0, 2], &[1, 1], 0).await.unwrap_err();
+    assert_eq!(err.dispatch_error(), Some(DispatchError::SettingWeightsTooFast), "{err}");
+    assert_eq!(err.to_string(), "the chain refused set_weights: SettingWeightsTooFast (weights were set less than weights_rate_limit blocks ago)");
+
+    // An error this host does not act on keeps its pallet name and docs.
+    let other = error_index(&rt, "NotEnoughBalanceToPaySwapHotKey");
+    node.state.lock().unwrap().submit = Some(SubmitReply::InBlock { block: 102, events: failed_events(&rt, other) });
+    match chain.set_weights(NET, &[0], &[1], 0).await.unwrap_err() {
+        ChainError::OtherDispatch { call, pallet, name, docs } => {
+            assert_eq!(
+                (call, pallet.as_str(), name.as_str()),
+                ("set_weights", "SubtensorModule", "NotEnoughBalanceToPaySwapHotKey")
+            );
+            assert!(!docs.is_empty());
+        }
+        e => panic!("{e}"),
+    }
+    // Two submissions in a row: the second used the next nonce, and both were signed by the hotkey.
+    let submitted = node.state.lock().unwrap().submitted.clone();
+    assert_eq!(submitted.len(), 2);
+    assert_ne!(submitted[0], submitted[1]);
+    assert!(submitted[0].contains(&hex(&chain.hotkey().0)[2..]));
+}
+
+#[tokio::test]
+async fn a_pool_rejection_comes_back_with_subtensors_error_name() {
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    st.submit = Some(SubmitReply::PoolError { data: "Custom error: 6".into() });
+    let node = MockNode::start(st).await;
+    let chain = connect(&node).await;
+    let err = chain.set_weights(NET, &[0], &[1], 0).await.unwrap_err();
+    assert_eq!(err.dispatch_error(), Some(DispatchError::SettingWeightsTooFast), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_node_is_one_line_naming_the_endpoint() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = NodeConfig::new(Endpoint::url(&format!("ws://127.0.0.1:{port}")).unwrap());
+    config.connect_timeout = Duration::from_secs(5);
+    let signer = Arc::new(Sr25519Keypair::from_mini_secret(&[1; 32]).unwrap());
+    let err = subtensor::connect(config, signer).await.err().unwrap().to_string();
+    assert!(err.contains(&format!("ws://127.0.0.1:{port}")) && err.contains("check the URL"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
+#[tokio::test]
+async fn the_operator_table_shows_each_neuron() {
+    let rt = runtime();
+    let node = MockNode::start(node_state(&rt)).await;
+    let chain = connect(&node).await;
+    let table = neuron_host::jobs::chain::metagraph_table(&chain.metagraph(NET).await.unwrap());
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "subnet 1 at block 100: 3 neurons");
+    assert!(lines[1].contains("UID") && lines[1].contains("AXON"));
+    assert!(lines[2].contains("10.0.0.1:8091") && lines[2].contains("5.0000"), "{}", lines[2]);
+    assert_eq!(lines.len(), 5);
+}
