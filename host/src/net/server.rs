@@ -51,6 +51,20 @@ pub trait ForwardService: Send + Sync + 'static {
     fn summary(&self) -> ModelSummary;
 }
 
+/// A shared service is a service (the runtime keeps a handle to its own).
+impl<S: ForwardService> ForwardService for Arc<S> {
+    fn forward(
+        &self,
+        caller: &Caller,
+        query: ForwardQuery,
+    ) -> impl Future<Output = std::result::Result<ForwardOutput, ServiceError>> + Send {
+        S::forward(self, caller, query)
+    }
+    fn summary(&self) -> ModelSummary {
+        S::summary(self)
+    }
+}
+
 /// A forward service's refusal or failure.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
