@@ -5,6 +5,11 @@
 //! driver they install Mesa's software Vulkan (lavapipe) through apt when they
 //! can (root, or sudo without a password), and otherwise stop with one line
 //! saying exactly what to run.
+//!
+//! `test` also prepares the Python environment the Bittensor SDK interop tests
+//! run against: a venv in `target/sdk-venv`, made with the machine's `python3`
+//! (or `$NEURON_PYTHON`), holding exactly `tests/python/requirements.txt`, kept
+//! while that file is unchanged, and exported to the tests as `NEURON_TEST_PYTHON`.
 
 use std::{
     env,
@@ -71,8 +76,9 @@ fn exit_with(s: ExitStatus) -> ! {
 fn test(args: &[String]) {
     ensure_vulkan();
     quiet_headless_display_probe();
+    let python = ensure_sdk_venv();
     let started = std::time::Instant::now();
-    let s = status(cargo().args(["test", "--workspace"]).args(args));
+    let s = status(cargo().args(["test", "--workspace"]).args(args).env("NEURON_TEST_PYTHON", &python));
     eprintln!("xtask: tests finished in {:.0} s", started.elapsed().as_secs_f64());
     exit_with(s)
 }
@@ -88,6 +94,48 @@ fn run(args: &[String]) {
     let plugin = Path::new("target/release").join(library);
     eprintln!("xtask: {} --plugin {} {}", exe.display(), plugin.display(), args.join(" "));
     exit_with(status(Command::new(&exe).arg("--plugin").arg(&plugin).args(args)))
+}
+
+const SDK_REQUIREMENTS: &str = "tests/python/requirements.txt";
+const SDK_VENV: &str = "target/sdk-venv";
+
+/// Makes sure `target/sdk-venv` holds exactly the pinned requirements; returns
+/// its interpreter. A copy of the requirements inside the venv marks a
+/// complete install, so an interrupted one is redone and a changed file
+/// rebuilds the venv from scratch.
+fn ensure_sdk_venv() -> PathBuf {
+    let requirements = std::fs::read(SDK_REQUIREMENTS)
+        .unwrap_or_else(|e| fail(&format!("cannot read {SDK_REQUIREMENTS}: {e}")));
+    let venv = Path::new(SDK_VENV);
+    let python = venv.join("bin").join("python");
+    let marker = venv.join("requirements.installed");
+    if python.exists() && std::fs::read(&marker).ok().as_deref() == Some(requirements.as_slice()) {
+        return env::current_dir().map(|d| d.join(&python)).unwrap_or(python);
+    }
+    let base = env::var("NEURON_PYTHON").unwrap_or_else(|_| "python3".into());
+    const FIX: &str = "install Python 3.10 or newer with venv (on Debian/Ubuntu: `sudo apt-get install -y python3 python3-venv`), or set NEURON_PYTHON to one";
+    eprintln!("xtask: preparing the Bittensor SDK test environment in {SDK_VENV} (pinned in {SDK_REQUIREMENTS})");
+    let started = std::time::Instant::now();
+    if venv.exists() {
+        std::fs::remove_dir_all(venv).unwrap_or_else(|e| fail(&format!("cannot remove the old {SDK_VENV}: {e}")));
+    }
+    let made = Command::new(&base).args(["-m", "venv"]).arg(venv).status();
+    if !made.map(|s| s.success()).unwrap_or(false) || !python.exists() {
+        fail(&format!("cannot create a Python venv with `{base} -m venv`: {FIX}"));
+    }
+    let installed = status(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "-r"])
+            .arg(SDK_REQUIREMENTS),
+    );
+    if !installed.success() {
+        fail(&format!(
+            "installing {SDK_REQUIREMENTS} into {SDK_VENV} failed (is PyPI reachable?); fix that and rerun `cargo xtask test`"
+        ));
+    }
+    std::fs::write(&marker, &requirements).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", marker.display())));
+    eprintln!("xtask: SDK test environment ready in {:.0} s", started.elapsed().as_secs_f64());
+    env::current_dir().map(|d| d.join(&python)).unwrap_or(python)
 }
 
 /// Mesa's drivers print an error per probe for a Wayland display when
