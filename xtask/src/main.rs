@@ -104,8 +104,8 @@ const SDK_VENV: &str = "target/sdk-venv";
 /// complete install, so an interrupted one is redone and a changed file
 /// rebuilds the venv from scratch.
 fn ensure_sdk_venv() -> PathBuf {
-    let requirements = std::fs::read(SDK_REQUIREMENTS)
-        .unwrap_or_else(|e| fail(&format!("cannot read {SDK_REQUIREMENTS}: {e}")));
+    let requirements =
+        std::fs::read(SDK_REQUIREMENTS).unwrap_or_else(|e| fail(&format!("cannot read {SDK_REQUIREMENTS}: {e}")));
     let venv = Path::new(SDK_VENV);
     let python = venv.join("bin").join("python");
     let marker = venv.join("requirements.installed");
