@@ -40,28 +40,32 @@ pub fn new(config: &WalletConfig, options: &NewOptions) -> Result<()> {
     let w = config.wallet()?;
     let need_password = options.encrypt_hotkey || (options.encrypt_coldkey && !has_coldkey(&w));
     let password = if need_password { Some(new_password()?) } else { None };
+    let encrypt_with = |yes: bool| password.as_deref().filter(|_| yes).map(String::as_str);
     if !has_coldkey(&w) || options.overwrite {
-        let cold = wallet::Keypair::generate(options.scheme, options.words)?;
-        w.write_coldkey(
-            &cold,
-            password.as_deref().filter(|_| options.encrypt_coldkey).map(String::as_str),
-            options.overwrite,
-        )?;
-        println!("coldkey      {}  {}", cold.ss58(), w.coldkey_path().display());
-        println!("coldkey phrase (write it down; it is the only way to recover the coldkey):");
-        println!("  {}", cold.phrase().expect("a generated key keeps its phrase"));
+        make_key(options, "coldkey", |k| {
+            w.write_coldkey(k, encrypt_with(options.encrypt_coldkey), options.overwrite).map(|()| w.coldkey_path())
+        })?;
+        println!("  (write the coldkey phrase down: it is the only way to recover the coldkey)");
     } else {
         println!("coldkey      {}  (kept)", w.coldkey_account()?);
     }
-    let hot = wallet::Keypair::generate(options.scheme, options.words)?;
-    w.write_hotkey(
-        &hot,
-        password.as_deref().filter(|_| options.encrypt_hotkey).map(String::as_str),
-        options.overwrite,
-    )?;
-    println!("hotkey       {}  {}", hot.ss58(), w.hotkey_path().display());
-    println!("hotkey phrase:");
-    println!("  {}", hot.phrase().expect("a generated key keeps its phrase"));
+    make_key(options, "hotkey", |k| {
+        w.write_hotkey(k, encrypt_with(options.encrypt_hotkey), options.overwrite).map(|()| w.hotkey_path())
+    })?;
+    Ok(())
+}
+
+/// Generates a key, writes it with `write`, and prints its address, file and phrase.
+fn make_key(
+    options: &NewOptions,
+    role: &str,
+    write: impl FnOnce(&wallet::Keypair) -> Result<std::path::PathBuf>,
+) -> Result<()> {
+    let key = wallet::Keypair::generate(options.scheme, options.words)?;
+    let path = write(&key)?;
+    println!("{role:<12} {}  {}", key.ss58(), path.display());
+    println!("{role} phrase:");
+    println!("  {}", key.phrase().expect("a generated key keeps its phrase"));
     Ok(())
 }
 

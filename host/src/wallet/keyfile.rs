@@ -97,8 +97,14 @@ impl PasswordSource {
     }
 }
 
-/// Reads a password from the terminal without echo.
+/// Reads a password from the terminal without echo; an error when standard
+/// input is not a terminal (a service, a pipe, CI), so nothing ever waits on
+/// a terminal nobody watches.
 pub fn prompt_password(prompt: &str) -> std::io::Result<Zeroizing<String>> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(std::io::Error::other("standard input is not a terminal"));
+    }
     rpassword::prompt_password(prompt).map(Zeroizing::new)
 }
 

@@ -141,28 +141,16 @@ impl Wallet {
 
     /// The hotkey, able to sign: what a neuron runs with.
     pub fn hotkey_keypair(&self, password: &PasswordSource) -> Result<Keypair> {
-        let path = self.hotkey_path();
-        match keyfile::read(&path, password)? {
-            KeyfileContent::Keypair(k) => Ok(*k),
-            KeyfileContent::Public { .. } => Err(Error::Keyfile {
-                path,
-                problem:
-                    "holds only a public key: regenerate the hotkey from its phrase with `btcli wallet regen-hotkey`"
-                        .into(),
-            }),
-        }
+        read_keypair(
+            &self.hotkey_path(),
+            password,
+            "regenerate the hotkey from its phrase with `btcli wallet regen-hotkey`",
+        )
     }
 
     /// The coldkey, able to sign (usually asks for its password).
     pub fn coldkey_keypair(&self, password: &PasswordSource) -> Result<Keypair> {
-        let path = self.coldkey_path();
-        match keyfile::read(&path, password)? {
-            KeyfileContent::Keypair(k) => Ok(*k),
-            KeyfileContent::Public { .. } => Err(Error::Keyfile {
-                path,
-                problem: "holds only a public key: this wallet has no coldkey secret".into(),
-            }),
-        }
+        read_keypair(&self.coldkey_path(), password, "this wallet has no coldkey secret")
     }
 
     /// The coldkey's address, from `coldkeypub.txt` (no password needed).
@@ -188,6 +176,16 @@ impl Wallet {
     /// Writes a hotkey (encrypted with `password` when given) and `<hotkey>pub.txt`.
     pub fn write_hotkey(&self, keypair: &Keypair, password: Option<&str>, overwrite: bool) -> Result<()> {
         write_pair(&self.hotkey_path(), &self.hotkeypub_path(), keypair, password, overwrite)
+    }
+}
+
+/// A keyfile that must hold a secret key; `fix` says what to do when it holds only a public one.
+fn read_keypair(path: &Path, password: &PasswordSource, fix: &str) -> Result<Keypair> {
+    match keyfile::read(path, password)? {
+        KeyfileContent::Keypair(k) => Ok(*k),
+        KeyfileContent::Public { .. } => {
+            Err(Error::Keyfile { path: path.to_path_buf(), problem: format!("holds only a public key: {fix}") })
+        }
     }
 }
 
