@@ -409,3 +409,46 @@ fn the_client_caps_requests_in_flight() {
         assert!((1..=2).contains(&max), "at most 2 in flight, saw {max}");
     });
 }
+
+/// Counts the connections a server accepts.
+struct CountingListener {
+    inner: tokio::net::TcpListener,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let accepted = self.inner.accept().await.expect("accept on loopback");
+        self.accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        accepted
+    }
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+#[test]
+fn the_client_reuses_its_connection_to_a_peer() {
+    let rt = runtime();
+    rt.block_on(async {
+        // The forward route without auth (the benchmark's baseline) behind a
+        // listener that counts connections; the client signs anyway.
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let inner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let app = neuron_host::net::server::unsigned_baseline_router(
+            Arc::new(ShiftService::new(16)),
+            neuron_e2e::net::loopback_config(),
+        );
+        let server = axum::serve(CountingListener { inner, accepted: accepted.clone() }, app);
+        tokio::spawn(async move { server.await });
+        let client = Client::new(Arc::new(keypair()), ClientConfig::default()).unwrap();
+        let p = Peer { uid: 0, addr, hotkey: keypair().account() };
+        for _ in 0..10 {
+            assert!(client.forward(&p, &query(1)).await.result.is_ok());
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "ten calls, one connection");
+    });
+}
