@@ -20,6 +20,8 @@ use neuron_plugin_api::config::closest;
 use crate::{
     error::{Error, Result},
     gpu::GpuOptions,
+    net::{NetConfig, NET_KEYS},
+    wallet::{WalletConfig, WALLET_KEYS},
 };
 
 #[derive(Clone, Debug, Default)]
@@ -27,13 +29,17 @@ pub struct Config {
     /// Plugin files to load.
     pub plugins: Vec<PathBuf>,
     pub gpu: GpuOptions,
+    /// `[wallet]`: which wallet and hotkey (flags `--wallet.*` override).
+    pub wallet: WalletConfig,
+    /// `[net]`: the neuron's server and client.
+    pub net: NetConfig,
     /// `[plugin.<name>]` sections.
     plugin_sections: toml::Table,
     /// The file this came from, if any.
     pub file: Option<PathBuf>,
 }
 
-const TOP_KEYS: &[&str] = &["plugins", "gpu", "plugin"];
+const TOP_KEYS: &[&str] = &["plugins", "gpu", "plugin", "wallet", "net"];
 const GPU_KEYS: &[&str] = &["backend", "adapter"];
 
 fn unknown_key(section: &str, key: &str, known: &[&str]) -> Error {
@@ -91,6 +97,18 @@ impl Config {
                         }
                     }
                 }
+                "wallet" | "net" => {
+                    let t = value.as_table().ok_or_else(|| Error::Config(format!("`{key}` must be a table")))?;
+                    let known = if key == "wallet" { WALLET_KEYS } else { NET_KEYS };
+                    if let Some(k) = t.keys().find(|k| !known.contains(&k.as_str())) {
+                        return Err(unknown_key(key, k, known));
+                    }
+                    if key == "wallet" {
+                        config.wallet = WalletConfig::from_table(t).map_err(Error::Config)?;
+                    } else {
+                        config.net = NetConfig::from_table(t).map_err(Error::Config)?;
+                    }
+                }
                 "plugin" => {
                     let t = value
                         .as_table()
@@ -132,9 +150,28 @@ mod tests {
     }
 
     #[test]
+    fn parses_wallet_and_net() {
+        let c = Config::parse(
+            "[wallet]\nname = \"cold\"\nhotkey = \"hot\"\npath = \"/w\"\n\
+             [net]\nbind = \"127.0.0.1:9000\"\nrequire_validator_permit = true\nmin_stake_tao = 1.5\ntimeout_s = 3\n",
+        )
+        .unwrap();
+        let w = c.wallet.wallet().unwrap();
+        assert_eq!(w.hotkey_path(), PathBuf::from("/w/cold/hotkeys/hot"));
+        assert_eq!(c.net.server.bind.port(), 9000);
+        assert!(c.net.server.access.require_validator_permit);
+        assert_eq!(c.net.server.access.min_stake_rao, 1_500_000_000);
+        assert_eq!(c.net.client.timeout, std::time::Duration::from_secs(3));
+        let e = Config::parse("[net]\nbind = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("must be an address and port"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_a_suggestion() {
         let e = Config::parse("[gpu]\nbackends = \"vulkan\"\n").unwrap_err().to_string();
         assert_eq!(e, "unknown configuration key `backends` in [gpu] (did you mean `backend`?)");
+        let e = Config::parse("[net]\nbindd = \"x\"\n").unwrap_err().to_string();
+        assert_eq!(e, "unknown configuration key `bindd` in [net] (did you mean `bind`?)");
         let e = Config::parse("plugin = 3\n").unwrap_err().to_string();
         assert!(e.contains("`plugin` must hold one table"), "{e}");
     }

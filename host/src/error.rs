@@ -31,6 +31,18 @@ pub enum Error {
     #[error("{0}")]
     Chain(#[from] crate::chain::ChainError),
 
+    /// A wallet could not be used (names the wallet or variable and the fix).
+    #[error("wallet: {0}")]
+    Wallet(String),
+
+    /// A keyfile could not be read or written; `problem` never holds secrets.
+    #[error("keyfile {} {problem}", path.display())]
+    Keyfile { path: PathBuf, problem: String },
+
+    /// The network layer could not start or was misconfigured.
+    #[error("network: {0}")]
+    Net(String),
+
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -2,7 +2,8 @@
 //!
 //! The runtime for Bittensor neurons. The host owns what every neuron shares:
 //! the GPU ([`gpu`]), plugin loading ([`plugins`]), configuration
-//! ([`config`]) and logging ([`logging`]). Models and scoring policies are
+//! ([`config`]) and logging ([`logging`]), wallets ([`wallet`]) and signed
+//! HTTP between neurons ([`net`]). Models and scoring policies are
 //! plugins built against `neuron-plugin-api`.
 //!
 //! Data flows one way: CLI -> config -> jobs -> plugins -> GPU. A lower layer
@@ -16,9 +17,11 @@ pub mod gpu;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod plugins;
 pub mod report;
 pub mod runtime;
+pub mod wallet;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use neuron_host::{
     config::Config,
     gpu::{GpuDevice, GpuOptions},
-    jobs::{chain, inspect, plugin_check},
-    logging, Result,
+    jobs::{chain, inspect, plugin_check, wallet as wallet_job},
+    logging,
+    wallet::{Scheme, WalletConfig},
+    Result,
 };
 
 #[derive(Parser)]
@@ -71,6 +73,11 @@ enum Command {
         #[arg(long = "subtensor.chain_endpoint", global = true, value_name = "URL")]
         chain_endpoint: Option<String>,
     },
+    /// Create and inspect wallets (the Bittensor SDK's layout and keyfiles).
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,6 +96,66 @@ enum ChainCommand {
     Block {
         #[arg(long)]
         netuid: Option<u16>,
+    },
+}
+
+/// Which wallet, as the Bittensor CLI names the flags.
+#[derive(Args)]
+struct WalletFlags {
+    /// Wallet name (default `default`).
+    #[arg(long = "wallet.name", value_name = "NAME")]
+    name: Option<String>,
+    /// Hotkey name (default `default`).
+    #[arg(long = "wallet.hotkey", value_name = "NAME")]
+    hotkey: Option<String>,
+    /// Directory holding wallets (default ~/.bittensor/wallets).
+    #[arg(long = "wallet.path", value_name = "DIR")]
+    path: Option<PathBuf>,
+    /// Configuration file whose [wallet] section is used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl WalletFlags {
+    fn resolve(self) -> Result<WalletConfig> {
+        let mut wallet = Config::load(self.config.as_deref())?.wallet;
+        wallet.merge(WalletConfig { name: self.name, hotkey: self.hotkey, path: self.path });
+        Ok(wallet)
+    }
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Create a coldkey (unless the wallet has one) and a hotkey. The coldkey is encrypted with a
+    /// password from NEURON_WALLET_PASSWORD or the terminal.
+    New {
+        #[command(flatten)]
+        wallet: WalletFlags,
+        /// Words in each new phrase (12, 15, 18, 21 or 24).
+        #[arg(long, default_value_t = 12)]
+        words: usize,
+        /// Leave the coldkey unencrypted.
+        #[arg(long)]
+        no_password: bool,
+        /// Encrypt the hotkey too (the neuron then needs the password to start).
+        #[arg(long)]
+        encrypt_hotkey: bool,
+        /// Replace existing keyfiles.
+        #[arg(long)]
+        overwrite: bool,
+        /// Make ed25519 keys instead of sr25519.
+        #[arg(long)]
+        ed25519: bool,
+    },
+    /// Show a wallet's coldkey and hotkey addresses (unlocks nothing).
+    Show {
+        #[command(flatten)]
+        wallet: WalletFlags,
+    },
+    /// List the wallets and hotkeys under the wallet directory.
+    List {
+        #[command(flatten)]
+        wallet: WalletFlags,
     },
 }
 
@@ -143,6 +210,20 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", out.html.display());
             Ok(())
         }
+        Some(Command::Wallet { command }) => match command {
+            WalletCommand::New { wallet, words, no_password, encrypt_hotkey, overwrite, ed25519 } => {
+                let options = wallet_job::NewOptions {
+                    words,
+                    encrypt_coldkey: !no_password,
+                    encrypt_hotkey,
+                    overwrite,
+                    scheme: if ed25519 { Scheme::Ed25519 } else { Scheme::Sr25519 },
+                };
+                wallet_job::new(&wallet.resolve()?, &options)
+            }
+            WalletCommand::Show { wallet } => wallet_job::show(&wallet.resolve()?),
+            WalletCommand::List { wallet } => wallet_job::list(&wallet.resolve()?),
+        },
         Some(Command::Gpu) => {
             let options = GpuOptions::from_env();
             for line in GpuDevice::list_adapters(&options) {

@@ -11,6 +11,8 @@ use std::{
 
 use neuron_host::gpu::{GpuDevice, GpuOptions};
 
+pub mod net;
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
 }
@@ -71,7 +73,8 @@ fn artifacts() -> &'static Artifacts {
                     libraries.insert(name.clone(), so.clone());
                 }
             }
-            if kinds.contains(&"bin") && name == "neuron_host" {
+            // `--tests` also builds the binary's unit-test harness (kind "bin" too): skip it.
+            if kinds.contains(&"bin") && name == "neuron_host" && msg["profile"]["test"] != true {
                 binary = msg["executable"].as_str().map(PathBuf::from);
             }
         }

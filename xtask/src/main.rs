@@ -6,6 +6,12 @@
 //! the tests a TrueType font and a Prometheus server — installing the
 //! missing Debian packages through apt when they can (root, or sudo without a
 //! password), and otherwise stopping with one line saying exactly what to run.
+//!
+//! `test` also prepares the Python environments the interop tests run
+//! against: venvs under `target/python/`, made with the machine's `python3`
+//! (or `$NEURON_PYTHON`), each holding exactly its pinned requirements file,
+//! kept while that file is unchanged, exported to the tests as
+//! `NEURON_TEST_PYTHON` (bittensor 11) and `NEURON_TEST_PYTHON_SDK10`.
 
 use std::{
     env,
@@ -113,14 +119,24 @@ fn python_env(name: &str, requirements: &str) -> PathBuf {
         return venv_python(&python);
     }
     eprintln!("xtask: preparing the Python environment {} from {requirements}", dir.display());
-    let _ = std::fs::remove_dir_all(&dir);
-    let base = env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    if !status(Command::new(&base).args(["-m", "venv"]).arg(&dir)).success() {
-        fail(&format!("`{base} -m venv` failed: install Python 3 with venv (Debian: `sudo apt-get install python3-venv`), then retry"));
+    let started = std::time::Instant::now();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| fail(&format!("cannot remove the old {}: {e}", dir.display())));
+    }
+    let base = env::var("NEURON_PYTHON").unwrap_or_else(|_| "python3".into());
+    let made = Command::new(&base).args(["-m", "venv"]).arg(&dir).status();
+    if !made.map(|s| s.success()).unwrap_or(false) || !python.exists() {
+        fail(&format!(
+            "cannot create a Python venv with `{base} -m venv`: install Python 3.10 or newer with venv (Debian/Ubuntu: `sudo apt-get install -y python3 python3-venv`), or set NEURON_PYTHON to one"
+        ));
     }
     let pip = |args: &[&str]| {
-        status(Command::new(&python).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(args))
-            .success()
+        status(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"])
+                .args(args),
+        )
+        .success()
     };
     if !pip(&["-r", requirements]) {
         fail(&format!(
@@ -129,6 +145,7 @@ fn python_env(name: &str, requirements: &str) -> PathBuf {
         ));
     }
     std::fs::write(&stamp, wanted).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", stamp.display())));
+    eprintln!("xtask: {} ready in {:.0} s", dir.display(), started.elapsed().as_secs_f64());
     venv_python(&python)
 }
 
