@@ -13,6 +13,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod fsutil;
 pub mod gpu;
 pub mod jobs;
 pub mod logging;

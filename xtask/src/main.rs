@@ -121,7 +121,8 @@ fn python_env(name: &str, requirements: &str) -> PathBuf {
     eprintln!("xtask: preparing the Python environment {} from {requirements}", dir.display());
     let started = std::time::Instant::now();
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| fail(&format!("cannot remove the old {}: {e}", dir.display())));
+        std::fs::remove_dir_all(&dir)
+            .unwrap_or_else(|e| fail(&format!("cannot remove the old {}: {e}", dir.display())));
     }
     let base = env::var("NEURON_PYTHON").unwrap_or_else(|_| "python3".into());
     let made = Command::new(&base).args(["-m", "venv"]).arg(&dir).status();

@@ -157,7 +157,7 @@ impl LocalChain {
     /// Writes the whole state to `path` atomically (temp file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let text = serde_json::to_string(&*self.lock()).map_err(|e| format!("cannot encode chain state: {e}"))?;
-        super::write_atomically(path, text.as_bytes())
+        crate::fsutil::write_atomically(path, text.as_bytes())
             .map_err(|e| format!("cannot write chain state {}: {e}", path.display()))
     }
 

@@ -11,33 +11,16 @@
 //!
 //! Everything above this trait (scheduler, roles) is backend-agnostic.
 
-pub mod account;
 pub mod commit;
 pub mod local;
 pub mod subtensor;
 pub mod yuma;
 
-use std::{fmt, net::IpAddr, path::Path};
+use std::{fmt, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use account::AccountId;
-
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new
-/// one, never a mix: temp file beside it, fsync, rename, fsync the directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+pub use crate::wallet::AccountId;
 
 /// A subnet's identifier.
 pub type NetUid = u16;

@@ -78,40 +78,20 @@ fn archive_name(path: &Path) -> String {
 
 /// Writes `value` to `path` crash-safely (see the module docs); returns the bytes written.
 pub fn save_atomically(path: &Path, value: &Value) -> std::io::Result<u64> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp)?;
+    let prev = prev_path(path);
+    let how = crate::fsutil::Replace { mode: None, keep_previous: Some(&prev) };
+    crate::fsutil::replace_file(path, how, |file| {
         let writer =
             pth::save(value, &archive_name(path), std::io::BufWriter::with_capacity(1 << 20, SeekableFile(file)))?;
-        let file = writer.into_inner().map_err(|e| e.into_error())?.0;
-        file.sync_all()?;
-        let bytes = file.metadata()?.len();
-        if path.exists() {
-            // Keep the current checkpoint as .prev, replacing the older one atomically.
-            let prev = prev_path(path);
-            let prev_tmp = dir.join(format!(".{name}.prev.tmp.{}", std::process::id()));
-            let _ = std::fs::remove_file(&prev_tmp);
-            std::fs::hard_link(path, &prev_tmp).or_else(|_| std::fs::copy(path, &prev_tmp).map(|_| ()))?;
-            std::fs::rename(&prev_tmp, &prev)?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(bytes)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        writer.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    })
 }
 
-/// A `File` that is `Write + Seek` through `BufWriter` (zip needs both).
-struct SeekableFile(File);
+/// A `File` borrowed as `Write + Seek` through `BufWriter` (zip needs both).
+struct SeekableFile<'f>(&'f mut File);
 
-impl Write for SeekableFile {
+impl Write for SeekableFile<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.write(buf)
     }
@@ -120,7 +100,7 @@ impl Write for SeekableFile {
     }
 }
 
-impl std::io::Seek for SeekableFile {
+impl std::io::Seek for SeekableFile<'_> {
     fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
         self.0.seek(pos)
     }

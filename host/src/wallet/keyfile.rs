@@ -17,7 +17,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -355,34 +354,9 @@ pub fn write(path: &Path, data: &[u8], overwrite: bool) -> Result<()> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir).map_err(io(dir))?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| -> std::io::Result<()> {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            options.mode(0o600);
-            let mut f = options.open(&tmp)?;
-            // The mode applies only to new files; clamp a leftover one too.
-            f.set_permissions(fs::Permissions::from_mode(0o600))?;
-            f.write_all(data)?;
-            f.sync_all()?;
-        }
-        #[cfg(not(unix))]
-        {
-            let mut f = options.open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io(path))
+    use std::io::Write as _;
+    let how = crate::fsutil::Replace { mode: Some(0o600), keep_previous: None };
+    crate::fsutil::replace_file(path, how, |f| f.write_all(data)).map(|_| ()).map_err(io(path))
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

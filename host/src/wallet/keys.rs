@@ -80,11 +80,22 @@ fn key_error(message: impl Into<String>) -> KeyError {
     KeyError(message.into())
 }
 
-/// A 32-byte public key: a hotkey's or coldkey's account id.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A 32-byte public key: a hotkey's or coldkey's account id. The one account
+/// type of the host (chain, network and wallets all use it); it serialises as
+/// its SS58 address.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct AccountId(pub [u8; 32]);
 
 impl AccountId {
+    /// A deterministic id derived from a name: for local chains and tests,
+    /// never a key anyone holds.
+    pub fn from_name(name: &str) -> AccountId {
+        let digest = Blake2b512::digest(name.as_bytes());
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&digest[..32]);
+        AccountId(id)
+    }
+
     /// The SS58 address in format 42: base58 of prefix, key and the first two
     /// bytes of blake2b-512 over `"SS58PRE" || prefix || key`.
     pub fn to_ss58(&self) -> String {
@@ -144,6 +155,26 @@ impl AccountId {
 impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_ss58())
+    }
+}
+
+impl std::str::FromStr for AccountId {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<AccountId, KeyError> {
+        AccountId::from_ss58(s)
+    }
+}
+
+impl serde::Serialize for AccountId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_ss58())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AccountId, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        AccountId::from_ss58(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -330,6 +361,21 @@ pub fn generate_phrase(words: usize) -> Result<String, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ss58_of_a_well_known_key() {
+        // Alice's sr25519 public key and its generic-substrate address, a widely published vector.
+        let alice = AccountId(
+            hex::decode("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        );
+        assert_eq!(alice.to_ss58(), "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");
+        assert_eq!(AccountId::from_ss58(&alice.to_ss58()).unwrap(), alice);
+        let json = serde_json::to_string(&alice).unwrap();
+        assert_eq!(serde_json::from_str::<AccountId>(&json).unwrap(), alice);
+    }
 
     const ABANDON: &str =
         "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";

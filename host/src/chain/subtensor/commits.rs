@@ -77,7 +77,7 @@ impl CommitStore {
         let Some(path) = &self.path else { return Ok(()) };
         let text = serde_json::to_string_pretty(&File { version: VERSION, pending: pending.to_vec() })
             .map_err(|e| ChainError::Other(format!("cannot encode pending commits: {e}")))?;
-        crate::chain::write_atomically(path, text.as_bytes())
+        crate::fsutil::write_atomically(path, text.as_bytes())
             .map_err(|e| ChainError::Other(format!("cannot write pending commits {}: {e}", path.display())))
     }
 

@@ -2,12 +2,10 @@
 //! something that implements [`HotkeySigner`]; [`Sr25519Keypair`] is the
 //! implementation for an sr25519 key held in memory.
 
-use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey, PublicKey, SecretKey, Signature};
-
-use crate::chain::AccountId;
-
-/// Substrate signs every extrinsic payload in this schnorrkel context.
-const SIGNING_CONTEXT: &[u8] = b"substrate";
+use crate::{
+    chain::AccountId,
+    wallet::{Keypair, Scheme},
+};
 
 /// Whatever signs extrinsics for a neuron: its hotkey.
 pub trait HotkeySigner: Send + Sync {
@@ -17,45 +15,53 @@ pub trait HotkeySigner: Send + Sync {
     fn sign(&self, payload: &[u8]) -> [u8; 64];
 }
 
-/// An sr25519 key pair in memory.
+/// A wallet key pair that can sign extrinsics: sr25519 (the only scheme this
+/// host encodes into extrinsics' `MultiSignature`).
 pub struct Sr25519Keypair(Keypair);
 
 impl Sr25519Keypair {
+    /// A wallet key, refusing ed25519 ones with the fix.
+    pub fn from_keypair(keypair: Keypair) -> Result<Self, String> {
+        match keypair.scheme() {
+            Scheme::Sr25519 => Ok(Self(keypair)),
+            Scheme::Ed25519 => Err(format!(
+                "hotkey {} is ed25519; subtensor extrinsics are signed with sr25519 here: create an sr25519 hotkey (`neuron-host wallet new`)",
+                keypair.ss58()
+            )),
+        }
+    }
+
     /// From a 32-byte mini secret (a seed), expanded as Substrate does (ed25519 mode).
     pub fn from_mini_secret(seed: &[u8; 32]) -> Result<Self, String> {
-        let mini = MiniSecretKey::from_bytes(seed).map_err(|e| format!("not an sr25519 seed: {e}"))?;
-        Ok(Self(mini.expand_to_keypair(ExpansionMode::Ed25519)))
+        Keypair::from_seed(seed, Scheme::Sr25519).map(Self).map_err(|e| format!("not an sr25519 seed: {e}"))
     }
 
     /// From a 64-byte expanded secret key as Bittensor keyfiles store it
     /// (py-sr25519-bindings' form: the 32-byte scalar, then the 32-byte nonce).
     pub fn from_expanded_secret(secret: &[u8; 64]) -> Result<Self, String> {
-        let secret = SecretKey::from_bytes(secret).map_err(|e| format!("not an sr25519 secret key: {e}"))?;
-        Ok(Self(secret.to_keypair()))
+        Keypair::from_private_key(secret, Scheme::Sr25519)
+            .map(Self)
+            .map_err(|e| format!("not an sr25519 secret key: {e}"))
     }
 
     pub fn public(&self) -> [u8; 32] {
-        self.0.public.to_bytes()
+        self.0.account().0
     }
 }
 
 impl HotkeySigner for Sr25519Keypair {
     fn account(&self) -> AccountId {
-        AccountId(self.public())
+        self.0.account()
     }
 
     fn sign(&self, payload: &[u8]) -> [u8; 64] {
-        let context = schnorrkel::signing_context(SIGNING_CONTEXT);
-        self.0.sign(context.bytes(payload)).to_bytes()
+        self.0.sign(payload)
     }
 }
 
 /// Whether `signature` is `account`'s sr25519 signature of `payload`.
 pub fn verify(account: &AccountId, payload: &[u8], signature: &[u8; 64]) -> bool {
-    let (Ok(public), Ok(signature)) = (PublicKey::from_bytes(&account.0), Signature::from_bytes(signature)) else {
-        return false;
-    };
-    public.verify(schnorrkel::signing_context(SIGNING_CONTEXT).bytes(payload), &signature).is_ok()
+    account.verify(Scheme::Sr25519, payload, signature)
 }
 
 #[cfg(test)]
@@ -66,11 +72,14 @@ mod tests {
     fn both_secret_forms_give_the_same_key_and_signatures_verify() {
         let seed = [7u8; 32];
         let a = Sr25519Keypair::from_mini_secret(&seed).unwrap();
-        let expanded: [u8; 64] = MiniSecretKey::from_bytes(&seed).unwrap().expand(ExpansionMode::Ed25519).to_bytes();
+        let expanded: [u8; 64] =
+            Keypair::from_seed(&seed, Scheme::Sr25519).unwrap().private_key().as_slice().try_into().unwrap();
         let b = Sr25519Keypair::from_expanded_secret(&expanded).unwrap();
         assert_eq!(a.account(), b.account());
         let sig = b.sign(b"payload");
         assert!(verify(&a.account(), b"payload", &sig));
         assert!(!verify(&a.account(), b"payloaD", &sig));
+        let ed = Keypair::from_seed(&seed, Scheme::Ed25519).unwrap();
+        assert!(Sr25519Keypair::from_keypair(ed).err().unwrap().contains("is ed25519"));
     }
 }
