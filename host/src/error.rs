@@ -23,6 +23,11 @@ pub enum Error {
     #[error("plugin {plugin} ({op}): {}", source.message)]
     Plugin { plugin: String, op: &'static str, source: PluginError },
 
+    /// Training or evaluation data that cannot be used (a malformed token file, ids outside a
+    /// vocabulary, too little data for one batch).
+    #[error("{0}")]
+    Data(String),
+
     /// Bad configuration: a flag, a file, an environment variable.
     #[error("{0}")]
     Config(String),

@@ -12,6 +12,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod fsutil;
 pub mod gpu;
