@@ -118,7 +118,7 @@ struct WalletFlags {
 
 impl WalletFlags {
     fn resolve(self) -> Result<WalletConfig> {
-        let mut wallet = Config::load(self.config.as_deref())?.wallet;
+        let mut wallet = Config::load(self.config.as_deref())?.wallet_config();
         wallet.merge(WalletConfig { name: self.name, hotkey: self.hotkey, path: self.path });
         Ok(wallet)
     }

@@ -229,6 +229,20 @@ impl LocalChain {
         Ok(())
     }
 
+    /// Runs a subnet's epoch at the current block, as if its tempo had come
+    /// round. A new local subnet calls it once its neurons are registered and
+    /// staked, so the staked validator holds its permit from the first block
+    /// (the real chain hands permits out at the first epoch after genesis).
+    pub fn run_epoch_now(&self, netuid: NetUid) -> Result<(), ChainError> {
+        let mut st = self.lock();
+        let block = st.block;
+        let subnet =
+            st.subnets.get_mut(&netuid).ok_or(ChainError::dispatch("run_epoch", DispatchError::SubnetNotExists))?;
+        // No emission: nothing has been earned yet.
+        run_epoch(netuid, subnet, block, 0);
+        Ok(())
+    }
+
     /// Changes a subnet's hyperparameters (what a subnet owner does with sudo calls).
     pub fn set_hyperparams(&self, netuid: NetUid, params: Hyperparams) -> Result<(), ChainError> {
         let mut st = self.lock();

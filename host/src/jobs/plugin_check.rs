@@ -24,7 +24,7 @@ pub struct CheckOptions {
 pub fn open_gpu(config: &Config, plugins: &[LoadedPlugin]) -> Result<Arc<GpuDevice>> {
     let reqs: Vec<Requirement<'_>> =
         plugins.iter().map(|p| Requirement { plugin: p.name(), gpu: &p.info().gpu }).collect();
-    GpuDevice::open(&config.gpu, &reqs)
+    GpuDevice::open(&config.gpu_options(), &reqs)
 }
 
 pub fn run(config: &Config, options: &CheckOptions) -> Result<()> {

@@ -39,6 +39,7 @@ pub use access::{AccessRule, OpenDirectory, PeerDirectory, PeerStanding, StaticD
 pub use auth::{AuthError, Caller, Freshness, Verifier};
 pub use client::{Answer, CallError, Client, ClientConfig, Peer};
 pub use server::{serve, ForwardService, RunningServer, ServerConfig, ServiceError};
+pub use wire::{ForwardQuery, ModelSummary};
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -1,5 +1,11 @@
-//! The runtime: the epoch scheduler and the miner and validator roles.
+//! The runtime: the epoch scheduler and the miner and validator roles, and a
+//! whole local subnet in one process.
 
+pub mod directory;
 pub mod epoch;
+pub mod miner;
 pub mod schedule;
 pub mod scores;
+pub mod service;
+pub mod validator;
+pub mod subnet;

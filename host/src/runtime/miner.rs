@@ -1,0 +1,266 @@
+//! The miner: trains its model while answering validators' queries with it.
+//!
+//! Start-up registers the hotkey if the subnet does not know it, serves the
+//! model over signed HTTP (only registered callers with a validator permit,
+//! unless `[net]` says otherwise), announces the endpoint on chain, and starts
+//! the training loop on its own thread: batch, forward, loss, backward,
+//! optimizer step with the host's learning-rate schedule.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use neuron_plugin_api::TokenBatch;
+use serde_json::json;
+
+use super::{
+    directory::MetagraphDirectory,
+    schedule::LrSchedule,
+    service::{ModelService, SharedModel},
+};
+use crate::{
+    chain::{AxonInfo, Chain, NetUid},
+    config::{AxonSettings, MinerSettings},
+    data::{BatchSampler, Dataset},
+    error::{Error, Result},
+    metrics::{
+        prometheus::{neuron, Metrics},
+        runlog::RunLog,
+    },
+    net::{self, NetConfig, RunningServer},
+    wallet::Keypair,
+};
+
+/// Everything a miner is made of.
+pub struct Miner {
+    pub name: String,
+    pub netuid: NetUid,
+    pub chain: Arc<dyn Chain>,
+    pub keypair: Arc<Keypair>,
+    pub model: Arc<SharedModel>,
+    pub dataset: Arc<Dataset>,
+    /// Seed of the miner's data stream.
+    pub seed: u64,
+    /// Share of targets replaced by random tokens.
+    pub noise: f64,
+    pub settings: MinerSettings,
+    pub axon: AxonSettings,
+    pub net: NetConfig,
+    pub metrics: Arc<Metrics>,
+    pub runlog: Option<Arc<Mutex<RunLog>>>,
+}
+
+/// What a miner's training did.
+#[derive(Clone, Debug, Default)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub last_loss: f32,
+    pub error: Option<String>,
+}
+
+/// A running miner.
+pub struct MinerHandle {
+    pub name: String,
+    pub uid: u16,
+    pub addr: SocketAddr,
+    pub answering: Arc<AtomicBool>,
+    pub global_step: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    trainer: Option<JoinHandle<TrainSummary>>,
+    server: Option<RunningServer>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+/// Replaces a `noise` share of `targets` with random tokens (a miner trained on poorer data).
+pub fn add_noise(targets: &mut [u32], noise: f64, vocab: u32, state: &mut u64) {
+    if noise <= 0.0 {
+        return;
+    }
+    for t in targets.iter_mut() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        if ((*state >> 11) as f64 / (1u64 << 53) as f64) < noise {
+            *t = ((*state >> 32) % u64::from(vocab)) as u32;
+        }
+    }
+}
+
+impl Miner {
+    /// Registers (if needed), serves, announces and starts training.
+    pub async fn start(self) -> Result<MinerHandle> {
+        let hotkey = self.keypair.account();
+        let mg = self.chain.metagraph(self.netuid).await?;
+        let uid = match mg.uid_of(&hotkey) {
+            Some(uid) => uid,
+            None => {
+                let uid = self.chain.register(self.netuid).await?;
+                tracing::info!(target: "neuron_host::miner", "{} registered as uid {uid} on subnet {}", self.name, self.netuid);
+                uid
+            }
+        };
+        let directory = MetagraphDirectory::new();
+        directory.update(&self.chain.metagraph(self.netuid).await?);
+        let ip: IpAddr = self
+            .axon
+            .ip
+            .parse()
+            .map_err(|_| Error::Config(format!("axon.ip `{}` is not an IP address", self.axon.ip)))?;
+        let mut server_config = self.net.server.clone();
+        server_config.bind = SocketAddr::new(ip, self.axon.port);
+        let answering = Arc::new(AtomicBool::new(true));
+        let service = ModelService { model: self.model.clone(), max_top_k: self.settings.max_top_k, answering: answering.clone() };
+        let server = net::serve(server_config, &self.keypair, service, directory.clone()).await?;
+        let addr = server.local_addr();
+        let announced: IpAddr = if self.axon.external_ip.is_empty() {
+            addr.ip()
+        } else {
+            self.axon
+                .external_ip
+                .parse()
+                .map_err(|_| Error::Config(format!("axon.external_ip `{}` is not an IP address", self.axon.external_ip)))?
+        };
+        self.chain.serve_axon(self.netuid, AxonInfo::new(announced, addr.port(), crate_version())).await?;
+        tracing::info!(target: "neuron_host::miner", "{} (uid {uid}) serving on {addr}", self.name);
+
+        // Keep the access directory current.
+        let refresher = {
+            let chain = self.chain.clone();
+            let netuid = self.netuid;
+            let directory = directory.clone();
+            tokio::spawn(async move {
+                let Ok(mut blocks) = chain.subscribe_blocks().await else { return };
+                while let Some(block) = blocks.next().await {
+                    if block.is_ok_and(|b| b % 10 == 0) {
+                        if let Ok(mg) = chain.metagraph(netuid).await {
+                            directory.update(&mg);
+                        }
+                    }
+                }
+            })
+        };
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let global_step = Arc::new(AtomicU64::new(0));
+        let handle_name = self.name.clone();
+        let trainer = {
+            let stop = stop.clone();
+            let global_step = global_step.clone();
+            let name = self.name.clone();
+            std::thread::Builder::new()
+                .name(format!("{}-train", self.name))
+                .spawn(move || train_loop(&self, &stop, &global_step))
+                .map_err(|e| Error::Config(format!("cannot start {name}'s training thread: {e}")))?
+        };
+        Ok(MinerHandle {
+            name: handle_name,
+            uid,
+            addr,
+            answering,
+            global_step,
+            stop,
+            trainer: Some(trainer),
+            server: Some(server),
+            refresher,
+        })
+    }
+}
+
+fn crate_version() -> u32 {
+    let v: Vec<u32> = env!("CARGO_PKG_VERSION").split('.').filter_map(|p| p.parse().ok()).collect();
+    v.first().copied().unwrap_or(0) * 1_000_000 + v.get(1).copied().unwrap_or(0) * 1_000 + v.get(2).copied().unwrap_or(0)
+}
+
+fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSummary {
+    let s = &m.settings;
+    let schedule = LrSchedule { lr: s.lr, min_lr: s.min_lr, warmup_steps: s.warmup_steps, decay_steps: s.decay_steps };
+    let vocab = m.model.description().vocab_size;
+    let mut sampler = BatchSampler::new(m.seed, s.batch_size, s.sequence_length);
+    let mut noise_state = m.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut summary = TrainSummary::default();
+    let label = neuron(&m.name);
+    while !stop.load(Ordering::Acquire) {
+        let mut batch = match sampler.next_batch(&m.dataset) {
+            Ok(b) => b,
+            Err(e) => {
+                summary.error = Some(e.to_string());
+                break;
+            }
+        };
+        add_noise(&mut batch.targets, m.noise, vocab, &mut noise_state);
+        let step = global_step.load(Ordering::Acquire);
+        let lr = schedule.lr_at(step);
+        let started = Instant::now();
+        let result = m.model.train(|model| -> Result<(f32, f32)> {
+            model.zero_grad()?;
+            let loss = model.loss(TokenBatch::new(batch.batch, batch.seq, &batch.tokens), &batch.targets)?;
+            model.backward()?;
+            let stats = model.step(lr as f32)?;
+            Ok((loss, stats.grad_norm))
+        });
+        let (loss, grad_norm) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(target: "neuron_host::miner", "{}: training stopped: {e}", m.name);
+                summary.error = Some(e.to_string());
+                break;
+            }
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        let tokens = f64::from(batch.batch) * f64::from(batch.seq);
+        let step = global_step.fetch_add(1, Ordering::AcqRel) + 1;
+        summary.steps += 1;
+        summary.last_loss = loss;
+        m.metrics.loss.get_or_create(&label).set(f64::from(loss));
+        m.metrics.learning_rate.get_or_create(&label).set(lr);
+        m.metrics.tokens_per_second.get_or_create(&label).set(tokens / elapsed.max(1e-9));
+        m.metrics.step_duration.get_or_create(&label).observe(elapsed);
+        m.metrics.global_step.get_or_create(&label).set(step as i64);
+        if let Some(log) = &m.runlog {
+            let record = json!({
+                "time": unix_time(), "neuron": m.name, "role": "miner", "step": step, "loss": loss,
+                "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tokens / elapsed.max(1e-9), "step_s": elapsed,
+            });
+            let prefix = format!("{}/", m.name);
+            log.lock().unwrap_or_else(|p| p.into_inner()).step(
+                &record,
+                step as i64,
+                &[(&format!("{prefix}loss"), f64::from(loss)), (&format!("{prefix}lr"), lr), (&format!("{prefix}tokens_per_s"), tokens / elapsed.max(1e-9))],
+            );
+        }
+        if s.log_every > 0 && step % s.log_every == 0 {
+            tracing::info!(target: "neuron_host::miner", "{} step {step} loss {loss:.4} lr {lr:.2e} {:.0} tok/s", m.name, tokens / elapsed.max(1e-9));
+        }
+    }
+    summary
+}
+
+pub fn unix_time() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl MinerHandle {
+    /// Stops answering queries (the server keeps running and answers 503).
+    pub fn stop_answering(&self) {
+        self.answering.store(false, Ordering::Release);
+    }
+
+    /// Stops training and serving; returns what training did.
+    pub async fn stop(mut self) -> TrainSummary {
+        self.stop.store(true, Ordering::Release);
+        self.refresher.abort();
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        let trainer = self.trainer.take();
+        tokio::task::spawn_blocking(move || trainer.map(|t| t.join().unwrap_or_default()).unwrap_or_default())
+            .await
+            .unwrap_or_default()
+    }
+}

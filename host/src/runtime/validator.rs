@@ -1,0 +1,406 @@
+//! The validator: queries miners, scores their answers, trains its own model
+//! on the same batches, and at the end of each epoch sets weights on chain.
+//!
+//! A step: a batch from the dataset; a rotating sample of miners queried
+//! over signed HTTP for top-k per position; the scorer plugin's scoring pass;
+//! each uid's moving-average score and statistics updated; the validator's
+//! own model trained on the batch (reset now and then so it does not
+//! converge too far). An epoch ends after `epoch_length` blocks (the subnet's
+//! tempo by default) or a time limit: the scores go through the SDK's weight
+//! pipeline, are set on chain (committed when the subnet uses commit-reveal,
+//! retried on rate limits), the metagraph is read again (a replaced hotkey's
+//! score restarts from zero, arrays grow with the subnet), and the epoch
+//! counter goes up.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use neuron_plugin_api::{OutputRequest, ResponseStatus, ScoringBatch, StateGroup, Tensor, TokenBatch};
+use serde_json::json;
+
+use super::{
+    epoch::EpochClock,
+    miner::unix_time,
+    scores::{Outcome, ScoreBook},
+};
+use crate::{
+    chain::{
+        subtensor::{
+            commits::CommitStore,
+            policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
+        },
+        AccountId, Chain, Metagraph, NetUid,
+    },
+    config::ValidatorSettings,
+    data::{BatchSampler, Dataset},
+    error::{Error, Result},
+    metrics::{
+        prometheus::{neuron, Metrics, OutcomeLabels, ReasonLabels, UidLabels},
+        runlog::RunLog,
+    },
+    net::{Client, ClientConfig, ForwardQuery, Peer},
+    plugins::{PluginModel, PluginScorer},
+    wallet::Keypair,
+    weights::{emit, WeightLimits},
+};
+
+/// Everything a validator is made of.
+pub struct Validator {
+    pub name: String,
+    pub netuid: NetUid,
+    pub chain: Arc<dyn Chain>,
+    pub keypair: Arc<Keypair>,
+    /// The validator's own model, trained on each batch (None: scoring only).
+    pub model: Option<PluginModel>,
+    pub scorer: PluginScorer,
+    pub dataset: Arc<Dataset>,
+    pub vocab_size: u32,
+    pub seed: u64,
+    pub settings: ValidatorSettings,
+    pub client: ClientConfig,
+    pub commits: Arc<CommitStore>,
+    pub metrics: Arc<Metrics>,
+    pub runlog: Option<Arc<Mutex<RunLog>>>,
+    /// Stop after this many epochs (0: until stopped).
+    pub epochs: u64,
+    pub stop: Arc<AtomicBool>,
+    /// Names to show for hotkeys in reports (a local subnet knows its neurons).
+    pub names: HashMap<AccountId, String>,
+    /// Called with each epoch's report (the console prints it).
+    pub on_epoch: Box<dyn Fn(&EpochReport) + Send + Sync>,
+}
+
+/// One uid at the end of an epoch.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochRow {
+    pub uid: u16,
+    pub hotkey: String,
+    pub name: String,
+    pub role: &'static str,
+    pub loss: f32,
+    pub score: f32,
+    /// Share of the weights this validator set on it this epoch.
+    pub weight: f32,
+    pub incentive: f64,
+    pub dividends: f64,
+    pub emission: u64,
+    pub stake: u64,
+    pub queried: u64,
+    pub answered: u64,
+}
+
+/// What an epoch did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochReport {
+    pub neuron: String,
+    pub epoch: u64,
+    pub block: u64,
+    pub steps: u64,
+    /// "set", "committed (reveal in epoch N)", or why nothing was set.
+    pub weights: String,
+    pub uids: Vec<EpochRow>,
+}
+
+/// What the whole run did.
+#[derive(Clone, Debug, Default)]
+pub struct ValidatorSummary {
+    pub uid: u16,
+    pub steps: u64,
+    pub epochs: Vec<EpochReport>,
+    /// Epochs whose weights the chain accepted (set or committed).
+    pub weights_submitted: u64,
+}
+
+/// Follows the chain's blocks into an atomic the loop reads.
+fn track_blocks(chain: Arc<dyn Chain>, block: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut blocks) = chain.subscribe_blocks().await else { return };
+        while let Some(b) = blocks.next().await {
+            if let Ok(b) = b {
+                block.fetch_max(b, Ordering::AcqRel);
+            }
+        }
+    })
+}
+
+struct Loop {
+    uid: u16,
+    book: ScoreBook,
+    candidates: Vec<Peer>,
+    cursor: usize,
+    initial_state: Option<Vec<Tensor>>,
+    steps: u64,
+}
+
+impl Validator {
+    pub async fn run(mut self) -> Result<ValidatorSummary> {
+        let hotkey = self.keypair.account();
+        let mg = self.chain.metagraph(self.netuid).await?;
+        let uid = match mg.uid_of(&hotkey) {
+            Some(uid) => uid,
+            None => self.chain.register(self.netuid).await?,
+        };
+        let mg = self.chain.metagraph(self.netuid).await?;
+        let hp = self.chain.hyperparams(self.netuid).await?;
+        let client = Client::new(self.keypair.clone(), self.client.clone())?;
+        let block = Arc::new(AtomicU64::new(self.chain.block().await?));
+        let tracker = track_blocks(self.chain.clone(), block.clone());
+        let length = if self.settings.epoch_length > 0 { self.settings.epoch_length } else { u64::from(hp.tempo) };
+        let limit = (self.settings.epoch_time_limit > 0.0).then(|| Duration::from_secs_f64(self.settings.epoch_time_limit));
+        let mut clock = EpochClock::new(length, limit, block.load(Ordering::Acquire));
+        let mut sampler = BatchSampler::new(self.seed, self.settings.batch_size, self.settings.sequence_length);
+        let initial_state = match (&mut self.model, self.settings.model_reset_every) {
+            (Some(m), n) if n > 0 => Some(tokio::task::block_in_place(|| m.export_state(StateGroup::MODEL))?),
+            _ => None,
+        };
+        let mut l = Loop { uid, book: ScoreBook::new(self.settings.alpha), candidates: Vec::new(), cursor: 0, initial_state, steps: 0 };
+        l.book.resync(&mg);
+        self.refresh_candidates(&mut l, &mg);
+        tracing::info!(target: "neuron_host::validator", "{} (uid {uid}) validating subnet {}: epochs of {length} blocks", self.name, self.netuid);
+
+        let mut summary = ValidatorSummary { uid, ..Default::default() };
+        let mut last_block = block.load(Ordering::Acquire);
+        let mut epoch = 0u64;
+        let label = neuron(&self.name);
+        while !self.stop.load(Ordering::Acquire) {
+            let now = block.load(Ordering::Acquire);
+            if now != last_block {
+                last_block = now;
+                self.metrics.block.get_or_create(&label).set(now as i64);
+                if let Err(e) = reveal_due(self.chain.as_ref(), &self.commits, self.netuid).await {
+                    tracing::warn!(target: "neuron_host::validator", "{}: revealing committed weights failed: {e}", self.name);
+                }
+            }
+            if clock.is_over(now) {
+                epoch += 1;
+                let report = self.end_epoch(&mut l, epoch, now).await?;
+                if !report.weights.starts_with("not set") && !report.weights.starts_with("refused") {
+                    summary.weights_submitted += 1;
+                }
+                (self.on_epoch)(&report);
+                summary.epochs.push(report);
+                clock.restart(block.load(Ordering::Acquire));
+                if self.epochs > 0 && epoch >= self.epochs {
+                    break;
+                }
+                continue;
+            }
+            if l.candidates.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            self.step(&mut l, &mut sampler, &client, now).await?;
+        }
+        tracker.abort();
+        summary.steps = l.steps;
+        Ok(summary)
+    }
+
+    fn refresh_candidates(&self, l: &mut Loop, mg: &Metagraph) {
+        l.candidates = mg
+            .neurons
+            .iter()
+            .filter(|n| n.uid != l.uid)
+            .filter_map(|n| n.axon.map(|a| Peer { uid: n.uid, addr: SocketAddr::new(a.ip, a.port), hotkey: n.hotkey }))
+            .collect();
+        // A fixed, seeded rotation so every miner is queried as often as the others.
+        let mut state = self.seed | 1;
+        for i in (1..l.candidates.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            l.candidates.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        l.cursor = 0;
+    }
+
+    async fn step(&mut self, l: &mut Loop, sampler: &mut BatchSampler, client: &Client, block: u64) -> Result<()> {
+        let started = Instant::now();
+        let batch = sampler.next_batch(&self.dataset)?;
+        let take = (self.settings.sample_size as usize).min(l.candidates.len());
+        let peers: Vec<Peer> = (0..take).map(|i| l.candidates[(l.cursor + i) % l.candidates.len()].clone()).collect();
+        l.cursor = (l.cursor + take) % l.candidates.len().max(1);
+        let tokens = TokenBatch::new(batch.batch, batch.seq, &batch.tokens);
+        let query = ForwardQuery::new(tokens, OutputRequest::top_k(self.settings.top_k));
+        let answers = client.forward_all(&peers, &query).await;
+        let responses: Vec<_> = answers.iter().zip(&peers).map(|(a, p)| a.to_miner_response(p.uid)).collect();
+        let scores = tokio::task::block_in_place(|| {
+            self.scorer.score(
+                ScoringBatch { tokens, targets: batch.targets.as_slice().into(), vocab_size: self.vocab_size },
+                &responses,
+            )
+        })?;
+        let label = neuron(&self.name);
+        for (i, r) in responses.iter().enumerate() {
+            let outcome = match r.status {
+                ResponseStatus::OK if scores.scores[i] > 0.0 || scores.losses[i].is_finite() => {
+                    Outcome::Answered { score: scores.scores[i], loss: scores.losses[i], latency_s: r.latency_s }
+                }
+                ResponseStatus::OK | ResponseStatus::MALFORMED => Outcome::Malformed,
+                ResponseStatus::TIMEOUT => Outcome::Timeout,
+                _ => Outcome::Error,
+            };
+            let name = match outcome {
+                Outcome::Answered { .. } => "answered",
+                Outcome::Timeout => "timeout",
+                Outcome::Malformed => "malformed",
+                Outcome::Error => "error",
+            };
+            self.metrics.queries.get_or_create(&OutcomeLabels { neuron: self.name.clone(), outcome: name.into() }).inc();
+            self.metrics.query_latency.get_or_create(&label).observe(f64::from(r.latency_s));
+            l.book.record(r.uid, outcome);
+        }
+        let mut own_loss = f32::NAN;
+        if let Some(model) = &mut self.model {
+            let lr = self.settings.lr as f32;
+            own_loss = tokio::task::block_in_place(|| -> Result<f32> {
+                model.zero_grad()?;
+                let loss = model.loss(tokens, &batch.targets)?;
+                model.backward()?;
+                model.step(lr)?;
+                Ok(loss)
+            })?;
+            l.steps += 1;
+            if let Some(initial) = &l.initial_state {
+                if l.steps % self.settings.model_reset_every == 0 {
+                    tokio::task::block_in_place(|| model.import_state(StateGroup::MODEL, initial))?;
+                    tracing::info!(target: "neuron_host::validator", "{}: own model reset after {} steps", self.name, l.steps);
+                }
+            }
+        } else {
+            l.steps += 1;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let positions = f64::from(batch.batch) * f64::from(batch.seq);
+        self.metrics.step_duration.get_or_create(&label).observe(elapsed);
+        self.metrics.tokens_per_second.get_or_create(&label).set(positions / elapsed.max(1e-9));
+        self.metrics.global_step.get_or_create(&label).set(l.steps as i64);
+        if own_loss.is_finite() {
+            self.metrics.loss.get_or_create(&label).set(f64::from(own_loss));
+        }
+        if let Some(log) = &self.runlog {
+            let answered = responses.iter().filter(|r| r.status == ResponseStatus::OK).count();
+            let record = json!({
+                "time": unix_time(), "neuron": self.name, "role": "validator", "step": l.steps, "block": block,
+                "loss": own_loss.is_finite().then_some(own_loss), "queried": responses.len(), "answered": answered, "step_s": elapsed,
+            });
+            let tag = format!("{}/loss", self.name);
+            let scalars: Vec<(&str, f64)> = if own_loss.is_finite() { vec![(tag.as_str(), f64::from(own_loss))] } else { vec![] };
+            log.lock().unwrap_or_else(|p| p.into_inner()).step(&record, l.steps as i64, &scalars);
+        }
+        Ok(())
+    }
+
+    async fn end_epoch(&mut self, l: &mut Loop, epoch: u64, block: u64) -> Result<EpochReport> {
+        let hp = self.chain.hyperparams(self.netuid).await?;
+        let mg = self.chain.metagraph(self.netuid).await?;
+        let previous_n = l.book.len();
+        for reset in l.book.resync(&mg) {
+            tracing::info!(target: "neuron_host::validator", "{}: uid {reset} has a new hotkey; its score starts again from zero", self.name);
+        }
+        self.metrics.truncate_uids(&self.name, mg.len(), previous_n);
+        self.refresh_candidates(l, &mg);
+        let n = mg.len();
+        let uids: Vec<u16> = (0..n as u16).filter(|&u| u != l.uid).collect();
+        let raw: Vec<f32> = uids.iter().map(|&u| l.book.scores()[u as usize]).collect();
+        let limits = WeightLimits {
+            num_neurons: n,
+            min_allowed_weights: hp.min_allowed_weights,
+            max_weight_limit: hp.max_weight_limit,
+            exclude_quantile: self.settings.exclude_quantile,
+        };
+        let mut shares = vec![0f32; n];
+        let weights = match emit(self.settings.weights_pipeline, &uids, &raw, limits, Some(l.uid)) {
+            Err(e) => format!("not set: {e}"),
+            Ok((set_uids, values)) => {
+                let total: f64 = values.iter().map(|&v| f64::from(v)).sum();
+                for (&u, &v) in set_uids.iter().zip(&values) {
+                    shares[u as usize] = (f64::from(v) / total.max(1.0)) as f32;
+                }
+                let label = neuron(&self.name);
+                match submit_weights_with_policy(
+                    self.chain.as_ref(),
+                    &self.commits,
+                    self.netuid,
+                    &set_uids,
+                    &values,
+                    self.settings.version_key,
+                    &WeightsPolicy::default(),
+                )
+                .await
+                {
+                    Ok(WeightsOutcome::Set) => {
+                        self.metrics.weights_set.get_or_create(&label).inc();
+                        "set".to_string()
+                    }
+                    Ok(WeightsOutcome::Committed { reveal_epoch }) => {
+                        self.metrics.weights_set.get_or_create(&label).inc();
+                        format!("committed (reveal in epoch {reveal_epoch})")
+                    }
+                    Err(e) => {
+                        let reason = e.dispatch_error().map(|d| d.name().to_string()).unwrap_or_else(|| "other".into());
+                        self.metrics.weights_refused.get_or_create(&ReasonLabels { neuron: self.name.clone(), reason }).inc();
+                        tracing::error!(target: "neuron_host::validator", "{}: weights not set: {e}", self.name);
+                        format!("refused: {e}")
+                    }
+                }
+            }
+        };
+        let rows: Vec<EpochRow> = mg
+            .neurons
+            .iter()
+            .map(|nr| {
+                let u = nr.uid as usize;
+                let stats = &l.book.stats()[u];
+                EpochRow {
+                    uid: nr.uid,
+                    hotkey: nr.hotkey.to_ss58(),
+                    name: self.names.get(&nr.hotkey).cloned().unwrap_or_default(),
+                    role: if nr.uid == l.uid || nr.validator_permit && nr.axon.is_none() { "validator" } else { "miner" },
+                    loss: stats.avg_loss,
+                    score: l.book.scores()[u],
+                    weight: shares[u],
+                    incentive: nr.incentive,
+                    dividends: nr.dividends,
+                    emission: nr.emission,
+                    stake: nr.stake,
+                    queried: stats.queried,
+                    answered: stats.answered,
+                }
+            })
+            .collect();
+        for r in &rows {
+            let labels = UidLabels { neuron: self.name.clone(), uid: r.uid.to_string() };
+            self.metrics.uid_score.get_or_create(&labels).set(f64::from(r.score));
+            self.metrics.uid_weight.get_or_create(&labels).set(f64::from(r.weight));
+        }
+        self.metrics.epoch.get_or_create(&neuron(&self.name)).set(epoch as i64);
+        let report = EpochReport { neuron: self.name.clone(), epoch, block, steps: l.steps, weights, uids: rows };
+        if let Some(log) = &self.runlog {
+            let scalars: Vec<(String, f64)> = report
+                .uids
+                .iter()
+                .flat_map(|r| {
+                    [
+                        (format!("uid{}/score", r.uid), f64::from(r.score)),
+                        (format!("uid{}/weight", r.uid), f64::from(r.weight)),
+                        (format!("uid{}/incentive", r.uid), r.incentive),
+                        (format!("uid{}/dividends", r.uid), r.dividends),
+                    ]
+                })
+                .collect();
+            let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let mut record = serde_json::to_value(&report).map_err(|e| Error::Config(e.to_string()))?;
+            record["time"] = json!(unix_time());
+            log.lock().unwrap_or_else(|p| p.into_inner()).epoch(&record, epoch as i64, &refs);
+        }
+        Ok(report)
+    }
+}
