@@ -17,10 +17,11 @@
 //   4 losses    array<f32>  miners (written)
 //   5 params    uniform     miners, positions, k (the padded width), vocab, floor
 // Workgroup: 256 threads, one workgroup per miner (dispatch [miners, 1, 1]).
-// Each thread sums a strided subset of positions in a fixed order, then a
-// fixed tree reduction in workgroup memory: the result is deterministic.
+// Each thread sums a strided subset of positions in a fixed order, then
+// workgroup_sum's fixed tree: the result is deterministic.
 // Limits: miners <= max workgroups per dimension (65535); k * positions per
 // miner is unbounded (strided); vocab > k.
+// Compiled after shaders/workgroup_sum.wgsl (WG, partial, workgroup_sum).
 
 struct Params {
     miners: u32,
@@ -39,9 +40,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> ks: array<u32>;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
-
-const WG: u32 = 256u;
-var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn miner_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -70,15 +68,8 @@ fn miner_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
             acc -= logp;
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid, acc);
     if (lid == 0u && m < params.miners) {
-        losses[m] = partial[0] / f32(params.positions);
+        losses[m] = total / f32(params.positions);
     }
 }
