@@ -51,7 +51,9 @@ pub use model::{model_box, top_k_logprobs, Model, ModelBox, ModelDescription, Mo
 pub use plugin::{
     GpuRequirements, LimitRequirement, Plugin, PluginInfo, PluginKinds, PluginMod, PluginModRef, ABI_VERSION,
 };
-pub use scorer::{scorer_box, Scorer, ScorerBox, ScorerDescription, ScorerPlugin, Scorer_TO};
+pub use scorer::{
+    scorer_box, usable_response, Scorer, ScorerBox, ScorerDescription, ScorerPlugin, Scorer_TO, TopKAnswers, TopKParams,
+};
 pub use types::{
     check_state, DType, ForwardOutput, MinerResponse, OutputKind, OutputRequest, Positions, ResponseStatus, Scores,
     ScoringBatch, StateGroup, StepStats, Tensor, TensorSpec, TokenBatch,

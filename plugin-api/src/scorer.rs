@@ -49,14 +49,7 @@ impl Scorer for ScorerAdapter {
     }
     fn score(&mut self, batch: ScoringBatch<'_>, responses: RSlice<'_, MinerResponse>) -> RResult<Scores, PluginError> {
         guard("score", || {
-            batch.tokens.check()?;
-            if batch.targets.len() != batch.tokens.positions() {
-                return Err(PluginError::input(format!(
-                    "{} targets for {} positions",
-                    batch.targets.len(),
-                    batch.tokens.positions()
-                )));
-            }
+            batch.check()?;
             let scores = self.0.score(batch, responses.as_slice())?;
             if scores.scores.len() != responses.len() || scores.losses.len() != responses.len() {
                 return Err(PluginError::internal(format!(
@@ -86,4 +79,109 @@ impl ScorerDescription {
     pub fn new(policy: &str, config: &str) -> Self {
         Self { policy: RString::from(policy), config: RString::from(config) }
     }
+}
+
+/// Top-k probabilities may sum slightly above 1 from rounding; beyond this an answer is malformed.
+const MASS_TOLERANCE: f64 = 1e-3;
+
+/// Whether a miner's answer can be scored: it answered, with the right shape
+/// (`positions * k` ids and log-probabilities, `0 < k < vocab`), ids inside the
+/// vocabulary, finite log-probabilities that are not positive, and at most all
+/// the probability mass in each row's top k. Scorers give the rest 0 and a NaN
+/// loss.
+pub fn usable_response(r: &MinerResponse, positions: usize, vocab: u32) -> bool {
+    if r.status != crate::ResponseStatus::OK || r.k == 0 || r.k >= vocab {
+        return false;
+    }
+    let k = r.k as usize;
+    if r.ids.len() != positions * k || r.logprobs.len() != positions * k {
+        return false;
+    }
+    if r.ids.iter().any(|&id| id >= vocab) || r.logprobs.iter().any(|lp| !lp.is_finite() || *lp > 1e-4) {
+        return false;
+    }
+    r.logprobs.chunks(k).all(|row| row.iter().map(|&lp| f64::from(lp).exp()).sum::<f64>() <= 1.0 + MASS_TOLERANCE)
+}
+
+/// The usable answers of a step, packed for the shared top-k kernels
+/// (`shaders/topk_cross_entropy.wgsl`): every answer padded to the largest k,
+/// row-major `[miner][position][j]`, padding id [`TopKAnswers::PAD_ID`] with
+/// log-probability [`TopKAnswers::PAD_LOGPROB`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TopKAnswers {
+    /// Index in the responses of each packed answer, in the responses' order.
+    pub rows: Vec<usize>,
+    /// The padded width: the largest k among the packed answers (0 when none).
+    pub k: u32,
+    pub ids: Vec<u32>,
+    pub logprobs: Vec<f32>,
+    /// Each packed answer's own k.
+    pub ks: Vec<u32>,
+}
+
+impl TopKAnswers {
+    pub const PAD_ID: u32 = u32::MAX;
+    pub const PAD_LOGPROB: f32 = -1e30;
+
+    /// Checks the batch (its shape, one target per position, a vocabulary of at
+    /// least 2 tokens, targets inside it) and packs the answers
+    /// [`usable_response`] accepts.
+    pub fn pack(batch: &ScoringBatch<'_>, responses: &[MinerResponse]) -> Result<Self> {
+        batch.check()?;
+        let positions = batch.tokens.positions();
+        if batch.vocab_size < 2 {
+            return Err(PluginError::input(format!("vocabulary of {} tokens", batch.vocab_size)));
+        }
+        if let Some(t) = batch.targets.iter().find(|&&t| t >= batch.vocab_size) {
+            return Err(PluginError::input(format!("target {t} outside the vocabulary of {}", batch.vocab_size)));
+        }
+        let rows: Vec<usize> =
+            (0..responses.len()).filter(|&i| usable_response(&responses[i], positions, batch.vocab_size)).collect();
+        let k = rows.iter().map(|&i| responses[i].k).max().unwrap_or(0) as usize;
+        let mut ids = Vec::with_capacity(rows.len() * positions * k);
+        let mut logprobs = Vec::with_capacity(rows.len() * positions * k);
+        for &i in &rows {
+            let r = &responses[i];
+            let rk = r.k as usize;
+            for p in 0..positions {
+                ids.extend_from_slice(&r.ids[p * rk..(p + 1) * rk]);
+                logprobs.extend_from_slice(&r.logprobs[p * rk..(p + 1) * rk]);
+                ids.extend(std::iter::repeat_n(Self::PAD_ID, k - rk));
+                logprobs.extend(std::iter::repeat_n(Self::PAD_LOGPROB, k - rk));
+            }
+        }
+        let ks = rows.iter().map(|&i| responses[i].k).collect();
+        Ok(Self { rows, k: k as u32, ids, logprobs, ks })
+    }
+
+    /// Number of packed answers.
+    pub fn miners(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The uniform block `shaders/topk_cross_entropy.wgsl` takes for these answers.
+    pub fn params(&self, batch: &ScoringBatch<'_>, floor: f32) -> TopKParams {
+        TopKParams {
+            miners: self.rows.len() as u32,
+            positions: batch.tokens.positions() as u32,
+            k: self.k,
+            vocab: batch.vocab_size,
+            floor,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// The uniform block of `shaders/topk_cross_entropy.wgsl`, byte for byte.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TopKParams {
+    pub miners: u32,
+    pub positions: u32,
+    /// The padded width.
+    pub k: u32,
+    pub vocab: u32,
+    /// Least probability mass assumed outside a top k.
+    pub floor: f32,
+    pub _pad: [u32; 3],
 }

@@ -382,6 +382,21 @@ pub struct ScoringBatch<'a> {
     pub vocab_size: u32,
 }
 
+impl ScoringBatch<'_> {
+    /// Checks the token batch's shape and that there is one target per position.
+    pub fn check(&self) -> crate::Result<()> {
+        self.tokens.check()?;
+        if self.targets.len() != self.tokens.positions() {
+            return Err(crate::PluginError::input(format!(
+                "{} targets for {} positions",
+                self.targets.len(),
+                self.tokens.positions()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One score (>= 0, higher is better) and one loss (nats per token, NaN where a
 /// miner gave nothing usable) per response, in the order of the responses.
 #[repr(C)]
@@ -389,6 +404,17 @@ pub struct ScoringBatch<'a> {
 pub struct Scores {
     pub scores: RVec<f32>,
     pub losses: RVec<f32>,
+}
+
+impl Scores {
+    /// `miners` scores of 0 with NaN losses: where every scorer starts, and what
+    /// a miner with no usable answer keeps.
+    pub fn unscored(miners: usize) -> Self {
+        Self {
+            scores: std::iter::repeat_n(0.0, miners).collect(),
+            losses: std::iter::repeat_n(f32::NAN, miners).collect(),
+        }
+    }
 }
 
 #[cfg(test)]

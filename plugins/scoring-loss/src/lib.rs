@@ -13,16 +13,14 @@
 //! loss for this step.
 
 use neuron_plugin_api::{
-    bytemuck::{Pod, Zeroable},
-    export_plugin, Gpu, Kernel, MinerResponse, Plugin, PluginConfig, PluginError, ResponseStatus, Result,
-    ScorerDescription, ScorerPlugin, Scores, ScoringBatch, Tensor,
+    export_plugin, Gpu, Kernel, MinerResponse, Plugin, PluginConfig, PluginError, Result, ScorerDescription,
+    ScorerPlugin, Scores, ScoringBatch, Tensor, TopKAnswers,
 };
 
-const KERNEL: &str = include_str!("../../../shaders/topk_cross_entropy.wgsl");
-const PAD_ID: u32 = u32::MAX;
-const PAD_LOGPROB: f32 = -1e30;
-/// Top-k probabilities may sum slightly above 1 from rounding; beyond this they are malformed.
-const MASS_TOLERANCE: f64 = 1e-3;
+const KERNEL: &str = concat!(
+    include_str!("../../../shaders/workgroup_sum.wgsl"),
+    include_str!("../../../shaders/topk_cross_entropy.wgsl")
+);
 
 pub fn plugin() -> Plugin {
     Plugin::new("scoring-loss", "Scores miners by next-token cross-entropy of their top-k answers")
@@ -30,18 +28,6 @@ pub fn plugin() -> Plugin {
 }
 
 export_plugin!(plugin);
-
-#[repr(C)]
-#[derive(Copy, Clone, Pod, Zeroable)]
-#[bytemuck(crate = "neuron_plugin_api::bytemuck")]
-struct Params {
-    miners: u32,
-    positions: u32,
-    k: u32,
-    vocab: u32,
-    floor: f32,
-    _pad: [u32; 3],
-}
 
 pub struct LossScorer {
     gpu: Gpu,
@@ -69,75 +55,29 @@ impl LossScorer {
     }
 }
 
-/// Whether a response can be scored: the right shape and plausible numbers.
-pub fn usable(r: &MinerResponse, positions: usize, vocab: u32) -> bool {
-    if r.status != ResponseStatus::OK || r.k == 0 || r.k >= vocab {
-        return false;
-    }
-    let k = r.k as usize;
-    if r.ids.len() != positions * k || r.logprobs.len() != positions * k {
-        return false;
-    }
-    if r.ids.iter().any(|&id| id >= vocab) || r.logprobs.iter().any(|lp| !lp.is_finite() || *lp > 1e-4) {
-        return false;
-    }
-    r.logprobs.chunks(k).all(|row| row.iter().map(|&lp| f64::from(lp).exp()).sum::<f64>() <= 1.0 + MASS_TOLERANCE)
-}
-
 impl ScorerPlugin for LossScorer {
     fn describe(&self) -> ScorerDescription {
         ScorerDescription::new("loss", &format!("floor = {}\ntemperature = {}\n", self.floor, self.temperature))
     }
 
     fn score(&mut self, batch: ScoringBatch<'_>, responses: &[MinerResponse]) -> Result<Scores> {
-        let positions = batch.tokens.positions();
-        if batch.vocab_size < 2 {
-            return Err(PluginError::input(format!("vocabulary of {} tokens", batch.vocab_size)));
-        }
-        if let Some(t) = batch.targets.iter().find(|&&t| t >= batch.vocab_size) {
-            return Err(PluginError::input(format!("target {t} outside the vocabulary of {}", batch.vocab_size)));
-        }
-        let ok: Vec<usize> =
-            (0..responses.len()).filter(|&i| usable(&responses[i], positions, batch.vocab_size)).collect();
-        let mut scores = Scores {
-            scores: std::iter::repeat_n(0.0, responses.len()).collect(),
-            losses: std::iter::repeat_n(f32::NAN, responses.len()).collect(),
-        };
-        if ok.is_empty() {
+        let answers = TopKAnswers::pack(&batch, responses)?;
+        let mut scores = Scores::unscored(responses.len());
+        if answers.rows.is_empty() {
             return Ok(scores);
         }
-        let k = ok.iter().map(|&i| responses[i].k).max().expect("non-empty") as usize;
-        let mut ids = Vec::with_capacity(ok.len() * positions * k);
-        let mut lps = Vec::with_capacity(ok.len() * positions * k);
-        for &i in &ok {
-            let r = &responses[i];
-            let rk = r.k as usize;
-            for p in 0..positions {
-                ids.extend_from_slice(&r.ids[p * rk..(p + 1) * rk]);
-                lps.extend_from_slice(&r.logprobs[p * rk..(p + 1) * rk]);
-                ids.extend(std::iter::repeat_n(PAD_ID, k - rk));
-                lps.extend(std::iter::repeat_n(PAD_LOGPROB, k - rk));
-            }
-        }
-        let ids_buf = self.gpu.buffer_from(&ids, "response ids")?;
-        let lps_buf = self.gpu.buffer_from(&lps, "response logprobs")?;
+        let ok = &answers.rows;
+        let ids_buf = self.gpu.buffer_from(&answers.ids, "response ids")?;
+        let lps_buf = self.gpu.buffer_from(&answers.logprobs, "response logprobs")?;
         let targets = self.gpu.buffer_from(batch.targets.as_slice(), "targets")?;
-        let ks: Vec<u32> = ok.iter().map(|&i| responses[i].k).collect();
-        let ks = self.gpu.buffer_from(&ks, "k per miner")?;
+        let ks = self.gpu.buffer_from(&answers.ks, "k per miner")?;
         let losses = self.gpu.zeros_f32(ok.len(), "losses")?;
         let mut b = self.gpu.batch();
         b.dispatch_with(
             &self.kernel,
             &[ids_buf.all(), lps_buf.all(), targets.all(), ks.all(), losses.all()],
             [ok.len() as u32, 1, 1],
-            &Params {
-                miners: ok.len() as u32,
-                positions: positions as u32,
-                k: k as u32,
-                vocab: batch.vocab_size,
-                floor: self.floor,
-                _pad: [0; 3],
-            },
+            &answers.params(&batch, self.floor),
         );
         let read = b.read(losses.all());
         let values: Vec<f32> = b.submit()?.get(read)?;
