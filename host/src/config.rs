@@ -501,6 +501,19 @@ impl Override {
     pub fn flag(key: &str, flag: &str, value: impl Into<toml::Value>) -> Self {
         Self { key: key.into(), value: value.into(), source: Source::Flag(flag.into()) }
     }
+
+    /// `--set KEY=VALUE`: VALUE is read as TOML, and as a string when it is not TOML
+    /// (so `--set data.dataset=corpus.txt` works without quotes).
+    pub fn parse_set(item: &str) -> Result<Self> {
+        let (key, text) = item
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--set `{item}` is not KEY=VALUE (for example --set validator.top_k=32)")))?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(Error::Config(format!("--set `{item}`: `{key}` is not a dotted configuration key")));
+        }
+        Ok(Self { key: key.into(), value: parse_value(text.trim()), source: Source::Flag(format!("--set {key}")) })
+    }
 }
 
 /// A loaded configuration and where each leaf came from.
@@ -594,14 +607,18 @@ fn env_overrides() -> Vec<Override> {
         if key.is_empty() || key.split('.').any(str::is_empty) {
             continue;
         }
-        let value = format!("v = {text}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(text.clone()));
-        out.push(Override { key, value, source: Source::Env(var.clone()) });
+        out.push(Override { key, value: parse_value(&text), source: Source::Env(var.clone()) });
     }
     out
+}
+
+/// A value given as text outside the file: TOML when it parses, a string otherwise.
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
 }
 
 impl Config {

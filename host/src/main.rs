@@ -5,9 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use neuron_host::{
-    config::Config,
+    config::{Config, Override},
     gpu::{GpuDevice, GpuOptions},
-    jobs::{chain, inspect, plugin_check, wallet as wallet_job},
+    jobs::{chain, inspect, plugin_check, run as run_job, wallet as wallet_job},
     logging,
     wallet::{Scheme, WalletConfig},
     Result,
@@ -27,24 +27,129 @@ struct Cli {
     run: RunArgs,
 }
 
-#[derive(Args)]
+/// Flags of the main job. Each sets the configuration key named in its
+/// help; `--set KEY=VALUE` sets any other.
+#[derive(Args, Clone, Default)]
 struct RunArgs {
-    /// A plugin shared library to load (repeatable).
+    /// A model plugin shared library (repeatable) [plugins].
     #[arg(long = "plugin", value_name = "PATH")]
     plugins: Vec<PathBuf>,
+    /// A scoring plugin shared library (repeatable) [scoring].
+    #[arg(long = "scoring", value_name = "PATH")]
+    scoring: Vec<PathBuf>,
+    /// Which loaded scorer to use, by plugin name [scorer].
+    #[arg(long, value_name = "NAME")]
+    scorer: Option<String>,
     /// Configuration file (TOML).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Training steps per model plugin.
-    #[arg(long, default_value_t = 50)]
-    steps: u32,
-    /// Learning rate for those steps.
-    #[arg(long, default_value_t = 0.05)]
-    lr: f32,
+    /// subnet (a whole local subnet, the default), miner or validator [role].
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+    /// Stop after this many validator epochs; 0 runs until Ctrl-C [epochs].
+    #[arg(long, value_name = "N")]
+    epochs: Option<u64>,
+    /// Subnet id [netuid].
+    #[arg(long, value_name = "N")]
+    netuid: Option<u16>,
+    /// finney, test or local (the embedded chain) [subtensor.network].
+    #[arg(long = "subtensor.network", value_name = "NAME")]
+    network: Option<String>,
+    /// A node's WebSocket URL; wins over --subtensor.network [subtensor.chain_endpoint].
+    #[arg(long = "subtensor.chain_endpoint", value_name = "URL")]
+    chain_endpoint: Option<String>,
+    /// Wallet name [wallet.name].
+    #[arg(long = "wallet.name", value_name = "NAME")]
+    wallet_name: Option<String>,
+    /// Hotkey name [wallet.hotkey].
+    #[arg(long = "wallet.hotkey", value_name = "NAME")]
+    wallet_hotkey: Option<String>,
+    /// Directory holding wallets [wallet.path].
+    #[arg(long = "wallet.path", value_name = "DIR")]
+    wallet_path: Option<String>,
+    /// Port the miner serves on (0: any free port) [axon.port].
+    #[arg(long = "axon.port", value_name = "PORT")]
+    axon_port: Option<u16>,
+    /// Port of Prometheus' /metrics (0: off) [metrics.port].
+    #[arg(long = "metrics.port", value_name = "PORT")]
+    metrics_port: Option<u16>,
+    /// Where the run's logs go [logging.run_dir].
+    #[arg(long = "run_dir", value_name = "DIR")]
+    run_dir: Option<String>,
+    /// text or json log lines on stderr [logging.format].
+    #[arg(long = "logging.format", value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Checkpoint file (a local subnet: directory) [checkpoint.path].
+    #[arg(long = "checkpoint_path", value_name = "PATH")]
+    checkpoint_path: Option<String>,
+    /// Start fresh instead of resuming from the checkpoint; nothing is deleted [checkpoint.resume = false].
+    #[arg(long)]
+    no_resume: bool,
+    /// Any configuration key, as TOML: --set validator.top_k=32 --set 'data.dataset="corpus.txt"' (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl RunArgs {
+    /// The flags as configuration overrides, in the order given above.
+    fn overrides(&self) -> Result<Vec<Override>> {
+        let mut out = Vec::new();
+        let paths = |v: &[PathBuf]| toml::Value::Array(v.iter().map(|p| p.display().to_string().into()).collect());
+        if !self.plugins.is_empty() {
+            out.push(Override::flag("plugins", "--plugin", paths(&self.plugins)));
+        }
+        if !self.scoring.is_empty() {
+            out.push(Override::flag("scoring", "--scoring", paths(&self.scoring)));
+        }
+        let strings = [
+            ("scorer", "--scorer", &self.scorer),
+            ("role", "--role", &self.role),
+            ("subtensor.network", "--subtensor.network", &self.network),
+            ("subtensor.chain_endpoint", "--subtensor.chain_endpoint", &self.chain_endpoint),
+            ("wallet.name", "--wallet.name", &self.wallet_name),
+            ("wallet.hotkey", "--wallet.hotkey", &self.wallet_hotkey),
+            ("wallet.path", "--wallet.path", &self.wallet_path),
+            ("logging.run_dir", "--run_dir", &self.run_dir),
+            ("logging.format", "--logging.format", &self.log_format),
+            ("checkpoint.path", "--checkpoint_path", &self.checkpoint_path),
+        ];
+        for (key, flag, value) in strings {
+            if let Some(v) = value {
+                out.push(Override::flag(key, flag, v.clone()));
+            }
+        }
+        let integers = [
+            ("epochs", "--epochs", self.epochs.map(|v| v as i64)),
+            ("netuid", "--netuid", self.netuid.map(i64::from)),
+            ("axon.port", "--axon.port", self.axon_port.map(i64::from)),
+            ("metrics.port", "--metrics.port", self.metrics_port.map(i64::from)),
+        ];
+        for (key, flag, value) in integers {
+            if let Some(v) = value {
+                out.push(Override::flag(key, flag, v));
+            }
+        }
+        if self.no_resume {
+            out.push(Override::flag("checkpoint.resume", "--no-resume", false));
+        }
+        for item in &self.set {
+            out.push(Override::parse_set(item)?);
+        }
+        Ok(out)
+    }
+
+    fn load(&self) -> Result<neuron_host::config::Loaded> {
+        Config::load_layers(self.config.as_deref(), &self.overrides()?)
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show the configuration the main job would run with, and where each value came from.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
@@ -77,6 +182,15 @@ enum Command {
     Wallet {
         #[command(subcommand)]
         command: WalletCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Every key with its value and its source (default, file, environment or flag).
+    Show {
+        #[command(flatten)]
+        run: RunArgs,
     },
 }
 
@@ -171,11 +285,25 @@ enum PluginCommand {
         #[arg(long)]
         no_instantiate: bool,
     },
+    /// Train each model plugin for a few steps on a built-in text, print its predictions, and score
+    /// a synthetic answer with each scorer: a quick check for plugin authors.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Configuration file whose [plugin.<name>] sections are used.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Training steps per model plugin.
+        #[arg(long, default_value_t = 50)]
+        steps: u32,
+        /// Learning rate for those steps.
+        #[arg(long, default_value_t = 0.05)]
+        lr: f32,
+    },
 }
 
 fn main() -> ExitCode {
     quiet_headless_display_probe();
-    logging::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -197,6 +325,9 @@ fn quiet_headless_display_probe() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if cli.command.is_some() {
+        logging::init();
+    }
     match cli.command {
         Some(Command::Plugin { command: PluginCommand::Inspect { path, config, no_instantiate } }) => {
             let config = Config::load(config.as_deref())?;
@@ -241,10 +372,19 @@ fn run(cli: Cli) -> Result<()> {
             };
             chain::run(network.as_deref(), chain_endpoint.as_deref(), view)
         }
+        Some(Command::Plugin { command: PluginCommand::Check { paths, config, steps, lr } }) => {
+            let mut config = Config::load(config.as_deref())?;
+            config.plugins = paths;
+            plugin_check::run(&config, &plugin_check::CheckOptions { steps, learning_rate: lr })
+        }
+        Some(Command::Config { command: ConfigCommand::Show { run } }) => {
+            print!("{}", run.load()?.show());
+            Ok(())
+        }
         None => {
-            let mut config = Config::load(cli.run.config.as_deref())?;
-            config.plugins.extend(cli.run.plugins);
-            plugin_check::run(&config, &plugin_check::CheckOptions { steps: cli.run.steps, learning_rate: cli.run.lr })
+            let loaded = cli.run.load()?;
+            logging::init_with_format(&loaded.config.logging.format);
+            run_job::run(loaded.config)
         }
     }
 }

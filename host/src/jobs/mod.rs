@@ -6,4 +6,5 @@
 pub mod chain;
 pub mod inspect;
 pub mod plugin_check;
+pub mod run;
 pub mod wallet;

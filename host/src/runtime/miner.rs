@@ -54,6 +54,9 @@ pub struct Miner {
     pub net: NetConfig,
     pub metrics: Arc<Metrics>,
     pub runlog: Option<Arc<Mutex<RunLog>>>,
+    /// Register the hotkey when the subnet does not know it (the local
+    /// chain); on a node registration costs TAO and is left to the operator.
+    pub register: bool,
 }
 
 /// What a miner's training did.
@@ -99,6 +102,7 @@ impl Miner {
         let mg = self.chain.metagraph(self.netuid).await?;
         let uid = match mg.uid_of(&hotkey) {
             Some(uid) => uid,
+            None if !self.register => return Err(not_registered(&self.keypair, self.netuid)),
             None => {
                 let uid = self.chain.register(self.netuid).await?;
                 tracing::info!(target: "neuron_host::miner", "{} registered as uid {uid} on subnet {}", self.name, self.netuid);
@@ -170,6 +174,14 @@ impl Miner {
             refresher,
         })
     }
+}
+
+/// The one-line refusal to start an unregistered neuron on a node.
+pub fn not_registered(keypair: &Keypair, netuid: NetUid) -> Error {
+    Error::Config(format!(
+        "hotkey {} is not registered on subnet {netuid}: register it first (btcli subnet register --netuid {netuid}), then start again",
+        keypair.ss58()
+    ))
 }
 
 fn crate_version() -> u32 {

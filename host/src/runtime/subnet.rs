@@ -209,6 +209,27 @@ pub fn utc_stamp(secs: u64) -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Serves `/metrics` when `metrics.port` is set.
+pub async fn start_metrics(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    on_listen: &(dyn Fn(std::net::SocketAddr) + Send + Sync),
+) -> Result<Option<MetricsServer>> {
+    if config.metrics.port == 0 {
+        return Ok(None);
+    }
+    let ip: std::net::IpAddr = config
+        .metrics
+        .ip
+        .parse()
+        .map_err(|_| Error::Config(format!("metrics.ip `{}` is not an IP address", config.metrics.ip)))?;
+    let server = MetricsServer::start(std::net::SocketAddr::new(ip, config.metrics.port), metrics.clone())
+        .await
+        .map_err(Error::Config)?;
+    on_listen(server.addr());
+    Ok(Some(server))
+}
+
 /// What a local subnet run did.
 pub struct SubnetSummary {
     pub validator: ValidatorSummary,
@@ -247,20 +268,7 @@ impl SubnetRun {
         for p in &plugins.libraries {
             metrics.plugin_info(p.name(), &p.info().version, &p.info().kinds.names().join("+"));
         }
-        let _metrics_server = if config.metrics.port != 0 {
-            let ip: std::net::IpAddr = config
-                .metrics
-                .ip
-                .parse()
-                .map_err(|_| Error::Config(format!("metrics.ip `{}` is not an IP address", config.metrics.ip)))?;
-            let server = MetricsServer::start(std::net::SocketAddr::new(ip, config.metrics.port), metrics.clone())
-                .await
-                .map_err(Error::Config)?;
-            (self.on_metrics)(server.addr());
-            Some(server)
-        } else {
-            None
-        };
+        let _metrics_server = start_metrics(&config, &metrics, &*self.on_metrics).await?;
 
         // The chain.
         let netuid = config.netuid;
@@ -338,6 +346,7 @@ impl SubnetRun {
                 net: net.clone(),
                 metrics: metrics.clone(),
                 runlog: Some(runlog.clone()),
+                register: true,
             }
             .start()
             .await;
@@ -381,6 +390,7 @@ impl SubnetRun {
             epochs: config.epochs,
             stop: self.stop.clone(),
             names: names.clone(),
+            register: true,
             on_epoch: Box::new(move |report: &EpochReport| {
                 for (after, answering, name) in &stop_after {
                     if report.epoch == *after && answering.swap(false, Ordering::AcqRel) {

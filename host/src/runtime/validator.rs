@@ -73,6 +73,8 @@ pub struct Validator {
     pub stop: Arc<AtomicBool>,
     /// Names to show for hotkeys in reports (a local subnet knows its neurons).
     pub names: HashMap<AccountId, String>,
+    /// Register the hotkey when the subnet does not know it (local chain only).
+    pub register: bool,
     /// Called with each epoch's report (the console prints it).
     pub on_epoch: Box<dyn Fn(&EpochReport) + Send + Sync>,
 }
@@ -145,6 +147,7 @@ impl Validator {
         let mg = self.chain.metagraph(self.netuid).await?;
         let uid = match mg.uid_of(&hotkey) {
             Some(uid) => uid,
+            None if !self.register => return Err(super::miner::not_registered(&self.keypair, self.netuid)),
             None => self.chain.register(self.netuid).await?,
         };
         let mg = self.chain.metagraph(self.netuid).await?;

@@ -2,6 +2,8 @@
 //! something that implements [`HotkeySigner`]; [`Sr25519Keypair`] is the
 //! implementation for an sr25519 key held in memory.
 
+use std::sync::Arc;
+
 use crate::{
     chain::AccountId,
     wallet::{Keypair, Scheme},
@@ -17,11 +19,16 @@ pub trait HotkeySigner: Send + Sync {
 
 /// A wallet key pair that can sign extrinsics: sr25519 (the only scheme this
 /// host encodes into extrinsics' `MultiSignature`).
-pub struct Sr25519Keypair(Keypair);
+pub struct Sr25519Keypair(Arc<Keypair>);
 
 impl Sr25519Keypair {
     /// A wallet key, refusing ed25519 ones with the fix.
     pub fn from_keypair(keypair: Keypair) -> Result<Self, String> {
+        Self::from_shared(Arc::new(keypair))
+    }
+
+    /// A wallet key the neuron also signs its network requests with.
+    pub fn from_shared(keypair: Arc<Keypair>) -> Result<Self, String> {
         match keypair.scheme() {
             Scheme::Sr25519 => Ok(Self(keypair)),
             Scheme::Ed25519 => Err(format!(
@@ -33,14 +40,14 @@ impl Sr25519Keypair {
 
     /// From a 32-byte mini secret (a seed), expanded as Substrate does (ed25519 mode).
     pub fn from_mini_secret(seed: &[u8; 32]) -> Result<Self, String> {
-        Keypair::from_seed(seed, Scheme::Sr25519).map(Self).map_err(|e| format!("not an sr25519 seed: {e}"))
+        Keypair::from_seed(seed, Scheme::Sr25519).map(|k| Self(Arc::new(k))).map_err(|e| format!("not an sr25519 seed: {e}"))
     }
 
     /// From a 64-byte expanded secret key as Bittensor keyfiles store it
     /// (py-sr25519-bindings' form: the 32-byte scalar, then the 32-byte nonce).
     pub fn from_expanded_secret(secret: &[u8; 64]) -> Result<Self, String> {
         Keypair::from_private_key(secret, Scheme::Sr25519)
-            .map(Self)
+            .map(|k| Self(Arc::new(k)))
             .map_err(|e| format!("not an sr25519 secret key: {e}"))
     }
 
