@@ -3,8 +3,10 @@
 //   gelu_forward   y[i] = 0.5 * x * (1 + tanh(s * (x + 0.044715 x^3))),  s = sqrt(2 / pi)
 //   gelu_backward  d[i] = d[i] * gelu'(x[i])   (in place: d holds dy on entry, dx on return)
 //                  gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) s (1 + 3 * 0.044715 x^2),  t = tanh(...)
-// tanh is computed as 1 - 2 / (exp(2u) + 1), which saturates cleanly for large |u| on every
-// backend (some builtin tanh implementations return NaN for large arguments).
+// Computed through the identity 0.5 (1 + tanh(u)) = sigmoid(2u): y = x sigmoid(2u) and
+// gelu'(x) = s + x * 2 s (1 - s) * sqrt(2/pi) (1 + 3 * 0.044715 x^2), s = sigmoid(2u), with s and
+// 1 - s each from its own exp, so neither tail loses precision to cancellation (1 + tanh(u) for
+// u << 0 would) and nothing overflows (u is clamped to +-40, where s is exactly 0 or 1 in f32).
 //
 // Bindings (group 0, in order): gelu_forward x (read), y (read_write); gelu_backward x (read),
 // d (read_write); uniform p.
@@ -27,9 +29,10 @@ struct Params {
 const S: f32 = 0.7978845608028654;
 const C3: f32 = 0.044715;
 
-fn tanh_stable(u: f32) -> f32 {
-    let e = exp(2.0 * clamp(u, -40.0, 40.0));
-    return 1.0 - 2.0 / (e + 1.0);
+// (sigmoid(2u), sigmoid(-2u)) for u = sqrt(2/pi) (x + 0.044715 x^3).
+fn gate(x: f32) -> vec2<f32> {
+    let u = clamp(S * (x + C3 * x * x * x), -40.0, 40.0);
+    return vec2<f32>(1.0 / (1.0 + exp(-2.0 * u)), 1.0 / (1.0 + exp(2.0 * u)));
 }
 
 fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
@@ -47,7 +50,7 @@ fn gelu_forward(
         return;
     }
     let v = x[i];
-    y[i] = 0.5 * v * (1.0 + tanh_stable(S * (v + C3 * v * v * v)));
+    y[i] = v * gate(v).x;
 }
 
 @compute @workgroup_size(256)
@@ -61,7 +64,7 @@ fn gelu_backward(
         return;
     }
     let v = x[i];
-    let t = tanh_stable(S * (v + C3 * v * v * v));
-    let grad = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * S * (1.0 + 3.0 * C3 * v * v);
+    let s = gate(v);
+    let grad = s.x + v * 2.0 * s.x * s.y * S * (1.0 + 3.0 * C3 * v * v);
     d[i] = d[i] * grad;
 }
