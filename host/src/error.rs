@@ -29,6 +29,11 @@ pub enum Error {
 
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+
+    /// Training or evaluation data that cannot be used (a malformed token file, ids outside a
+    /// vocabulary, too little data for one batch).
+    #[error("{0}")]
+    Data(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

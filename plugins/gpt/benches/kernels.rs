@@ -1,0 +1,107 @@
+//! Kernel throughput on the machine's adapter: matmul GFLOP/s at 256..2048 against a
+//! one-output-per-thread kernel in the same run, and the elementwise/reduction kernels a training
+//! step runs over every parameter. Run: `cargo bench -p neuron-plugin-gpt --bench kernels`.
+
+use std::time::Instant;
+
+use gpt::kernels::{AdamWParams, Form, Kernels, View, MATMUL};
+use neuron_host::gpu::{GpuDevice, GpuOptions};
+use neuron_plugin_api::{Gpu, Kernel};
+
+/// The baseline: each thread computes one output with a plain loop over k.
+const NAIVE: &str = r#"
+// Baseline matmul for the benchmark: one output per thread, no tiling.
+struct Params { m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, a_off: u32, b_off: u32, c_off: u32, bias_off: u32, accumulate: u32, use_bias: u32 }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+@compute @workgroup_size(16, 16)
+fn naive(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.n || id.y >= p.m) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.k; k++) { s += a[id.y * p.lda + k] * b[id.x * p.ldb + k]; }
+    c[id.y * p.ldc + id.x] = s;
+}
+"#;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of `rounds` runs of `record` (each run one submission, waited for).
+fn time(gpu: &Gpu, rounds: usize, record: impl Fn(&mut neuron_plugin_api::Batch<'_>)) -> f64 {
+    let sync = gpu.zeros_f32(1, "sync").unwrap();
+    let run = || {
+        let mut b = gpu.batch();
+        record(&mut b);
+        b.read(sync.all());
+        b.submit().unwrap();
+    };
+    run();
+    median(
+        (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                run();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let device = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter");
+    let gpu = device.context("bench").into_gpu();
+    println!("adapter: {}", device.describe());
+    let k = Kernels::new(&gpu).unwrap();
+    let naive: Kernel = gpu.compile(NAIVE, "naive").unwrap();
+    let _ = MATMUL;
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if want("matmul") {
+        println!("| n | tiled GFLOP/s | one-output-per-thread GFLOP/s | ratio |");
+        println!("|---|---|---|---|");
+        for n in [256u32, 512, 1024, 2048] {
+            let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
+            let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
+            let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
+            let rounds = if n >= 2048 { 3 } else { 7 };
+            let flops = 2.0 * f64::from(n).powi(3);
+            let tiled = time(&gpu, rounds, |bt| {
+                let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
+                k.matmul(bt, Form::Nt, v(&a), v(&b), v(&c), [n, n, n], false, None);
+            });
+            let p = gpt::kernels::MatmulParams { m: n, n, k: n, lda: n, ldb: n, ldc: n, ..Default::default() };
+            let base_rounds = if n >= 1024 { 1 } else { 3 };
+            let base = time(&gpu, base_rounds, |bt| {
+                bt.dispatch_with(&naive, &[a.all(), b.all(), c.all()], [n / 16, n / 16, 1], &p);
+            });
+            println!("| {n} | {:.1} | {:.2} | {:.1}x |", flops / tiled / 1e9, flops / base / 1e9, base / tiled);
+        }
+    }
+    if want("step") {
+        let n = 30_000_000u32;
+        let g = gpu.buffer_from(&vec![1e-3f32; n as usize], "g").unwrap();
+        let w = gpu.zeros_f32(n as usize, "w").unwrap();
+        let m = gpu.zeros_f32(n as usize, "m").unwrap();
+        let v = gpu.zeros_f32(n as usize, "v").unwrap();
+        let partials = gpu.zeros_f32(n.div_ceil(4096) as usize, "partials").unwrap();
+        let scalars = gpu.zeros_f32(4, "scalars").unwrap();
+        let norm = time(&gpu, 3, |b| {
+            let count = k.sum_squares(b, g.all(), 0, n, partials.all(), 0);
+            k.sum(b, partials.all(), count, 1.0, scalars.all(), 0);
+        });
+        let p =
+            AdamWParams { n, lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, bc1: 0.1, bc2: 0.05, ..Default::default() };
+        let adam = time(&gpu, 3, |b| k.adamw(b, [g.all(), scalars.all(), w.all(), m.all(), v.all()], &p));
+        let gelu = time(&gpu, 3, |b| k.gelu_forward(b, g.all(), w.all(), n));
+        println!(
+            "over {n} floats: gradient norm {:.0} ms, AdamW {:.0} ms, GELU {:.0} ms",
+            norm * 1e3,
+            adam * 1e3,
+            gelu * 1e3
+        );
+    }
+}
