@@ -151,23 +151,36 @@ fn clear_acc() {
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn matmul_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// The tile loop shared by the three forms: A and B stored transposed or not.
+fn multiply(wg: vec3<u32>, lid: vec3<u32>, a_transposed: bool, b_transposed: bool) {
     let t = lid.y * 16u + lid.x;
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
     clear_acc();
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        load_a_rows(row0, k0, t);
-        load_b_cols(col0, k0, t);
+        if (a_transposed) {
+            load_a_cols(row0, k0, t);
+        } else {
+            load_a_rows(row0, k0, t);
+        }
+        if (b_transposed) {
+            load_b_cols(col0, k0, t);
+        } else {
+            load_b_rows(col0, k0, t);
+        }
         workgroupBarrier();
         multiply_tile(lid.x, lid.y);
         workgroupBarrier();
     }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    multiply(wg, lid, false, true);
     if (p.use_bias != 0u) {
         var bv = vec4<f32>(0.0);
         for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
+            let col = wg.x * TILE + lid.x * 4u + j;
             if (col < p.n) {
                 bv[j] = bias[p.bias_off + col];
             }
@@ -176,39 +189,19 @@ fn matmul_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
             acc[i] += bv;
         }
     }
-    store(row0, col0, lid.x, lid.y);
+    store(wg.y * TILE, wg.x * TILE, lid.x, lid.y);
 }
 
 @compute @workgroup_size(16, 16)
 fn matmul_nn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = lid.y * 16u + lid.x;
-    let row0 = wg.y * TILE;
-    let col0 = wg.x * TILE;
-    clear_acc();
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        load_a_rows(row0, k0, t);
-        load_b_rows(col0, k0, t);
-        workgroupBarrier();
-        multiply_tile(lid.x, lid.y);
-        workgroupBarrier();
-    }
-    store(row0, col0, lid.x, lid.y);
+    multiply(wg, lid, false, false);
+    store(wg.y * TILE, wg.x * TILE, lid.x, lid.y);
 }
 
 @compute @workgroup_size(16, 16)
 fn matmul_tn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = lid.y * 16u + lid.x;
-    let row0 = wg.y * TILE;
-    let col0 = wg.x * TILE;
-    clear_acc();
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        load_a_cols(row0, k0, t);
-        load_b_rows(col0, k0, t);
-        workgroupBarrier();
-        multiply_tile(lid.x, lid.y);
-        workgroupBarrier();
-    }
-    store(row0, col0, lid.x, lid.y);
+    multiply(wg, lid, true, false);
+    store(wg.y * TILE, wg.x * TILE, lid.x, lid.y);
 }
 
 @compute @workgroup_size(64)

@@ -55,30 +55,116 @@ fn main() {
     let device = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter");
     let gpu = device.context("bench").into_gpu();
     println!("adapter: {}", device.describe());
-    let k = Kernels::new(&gpu).unwrap();
+    let mut k = Kernels::new(&gpu).unwrap();
     let naive: Kernel = gpu.compile(NAIVE, "naive").unwrap();
     let _ = MATMUL;
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    // Kernel development: MATMUL_VARIANT=file.wgsl[:entry[:rows,cols]] times a C = A B^T variant
+    // (same bindings and uniforms as matmul_nt) against the shipped kernel.
+    if let Ok(spec) = std::env::var("MATMUL_VARIANT") {
+        let mut parts = spec.split(':');
+        let source = std::fs::read_to_string(parts.next().unwrap()).unwrap();
+        let entry = parts.next().unwrap_or("matmul_nt").to_string();
+        let tile: Vec<u32> = parts.next().unwrap_or("64,64").split(',').map(|t| t.parse().unwrap()).collect();
+        let variant = gpu.compile(&source, &entry).unwrap();
+        for n in [512u32, 1024] {
+            let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
+            let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
+            let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
+            let flops = 2.0 * f64::from(n).powi(3);
+            let p = gpt::kernels::MatmulParams { m: n, n, k: n, lda: n, ldb: n, ldc: n, ..Default::default() };
+            let shipped = time(&gpu, 3, |bt| {
+                let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
+                k.matmul(bt, Form::Nt, v(&a), v(&b), v(&c), [n, n, n], false, None);
+            });
+            let var = time(&gpu, 3, |bt| {
+                let bindings = if variant.info().bindings.len() == 3 {
+                    vec![a.all(), b.all(), c.all()]
+                } else {
+                    vec![a.all(), b.all(), a.all(), c.all()]
+                };
+                bt.dispatch_with(&variant, &bindings, [n.div_ceil(tile[1]), n.div_ceil(tile[0]), 1], &p);
+            });
+            let got: Vec<f32> = gpu.read(&c).unwrap();
+            assert!(
+                (got[0] - 0.125 * n as f32).abs() < 1e-3 && (got[(n * n - 1) as usize] - 0.125 * n as f32).abs() < 1e-3,
+                "variant is wrong: {}",
+                got[0]
+            );
+            println!("n={n}: shipped {:.2} GFLOP/s, variant {:.2} GFLOP/s", flops / shipped / 1e9, flops / var / 1e9);
+        }
+        return;
+    }
+    // MATMUL_SHAPES="m,n,k;...": every form at those shapes, both kernels (for tuning).
+    if let Ok(shapes) = std::env::var("MATMUL_SHAPES") {
+        for shape in shapes.split(';') {
+            let d: Vec<u32> = shape.split(',').map(|x| x.parse().unwrap()).collect();
+            let (m, n, kk) = (d[0], d[1], d[2]);
+            let size = (m.max(n).max(kk) as usize).pow(2);
+            let a = gpu.buffer_from(&vec![0.5f32; size], "a").unwrap();
+            let b = gpu.buffer_from(&vec![0.25f32; size], "b").unwrap();
+            let c = gpu.zeros_f32((m * n) as usize, "c").unwrap();
+            for form in [Form::Nt, Form::Nn, Form::Tn] {
+                let (lda, ldb) = match form {
+                    Form::Nt => (kk, kk),
+                    Form::Nn => (kk, n),
+                    Form::Tn => (m, n),
+                };
+                let mut line = format!("{m}x{n}x{kk} {form:?}:");
+                for vec4 in [true, false] {
+                    k.vec4 = vec4;
+                    let t = time(&gpu, 5, |bt| {
+                        k.matmul(
+                            bt,
+                            form,
+                            View::new(a.all(), 0, lda),
+                            View::new(b.all(), 0, ldb),
+                            View::new(c.all(), 0, n),
+                            [m, n, kk],
+                            false,
+                            None,
+                        );
+                    });
+                    line += &format!(
+                        " {} {:.2} ms ({:.2} GFLOP/s)",
+                        if vec4 { "vec4" } else { "tiled" },
+                        t * 1e3,
+                        2.0 * f64::from(m) * f64::from(n) * f64::from(kk) / t / 1e9
+                    );
+                }
+                println!("{line}");
+            }
+        }
+        return;
+    }
     if want("matmul") {
-        println!("| n | tiled GFLOP/s | one-output-per-thread GFLOP/s | ratio |");
-        println!("|---|---|---|---|");
+        // C = A B^T (the forward form) at n x n x n; the model uses the vec4 kernel whenever
+        // operands are 4-aligned (all of GPT's forward matmuls), the tiled kernel otherwise.
+        println!("| n | vec4 kernel GFLOP/s | shared-memory tiled GFLOP/s | one-output-per-thread GFLOP/s | vec4 / baseline |");
+        println!("|---|---|---|---|---|");
         for n in [256u32, 512, 1024, 2048] {
             let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
             let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
             let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
-            let rounds = if n >= 2048 { 3 } else { 7 };
+            let rounds = if n >= 2048 { 3 } else { 5 };
             let flops = 2.0 * f64::from(n).powi(3);
-            let tiled = time(&gpu, rounds, |bt| {
-                let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
-                k.matmul(bt, Form::Nt, v(&a), v(&b), v(&c), [n, n, n], false, None);
-            });
+            let mut run = |vec4: bool| {
+                k.vec4 = vec4;
+                time(&gpu, rounds, |bt| {
+                    let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
+                    k.matmul(bt, Form::Nt, v(&a), v(&b), v(&c), [n, n, n], false, None);
+                })
+            };
+            let fast = run(true);
+            let tiled = run(false);
             let p = gpt::kernels::MatmulParams { m: n, n, k: n, lda: n, ldb: n, ldc: n, ..Default::default() };
             let base_rounds = if n >= 1024 { 1 } else { 3 };
             let base = time(&gpu, base_rounds, |bt| {
                 bt.dispatch_with(&naive, &[a.all(), b.all(), c.all()], [n / 16, n / 16, 1], &p);
             });
-            println!("| {n} | {:.1} | {:.2} | {:.1}x |", flops / tiled / 1e9, flops / base / 1e9, base / tiled);
+            let g = |t: f64| flops / t / 1e9;
+            println!("| {n} | {:.2} | {:.2} | {:.2} | {:.1}x |", g(fast), g(tiled), g(base), base / fast);
         }
     }
     if want("step") {

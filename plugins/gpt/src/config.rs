@@ -173,7 +173,7 @@ mod tests {
     fn bad_values_are_one_line_errors_naming_the_fix() {
         for (text, expected) in [
             ("preset = \"huge\"", "unknown preset `huge`; use one of tiny, nano, gpt2"),
-            ("n_embd = 100", "n_embd (100) must be a multiple of n_head (4)"),
+            ("n_embd = 130", "n_embd (130) must be a multiple of n_head (4)"),
             ("n_embd = 512", "head size n_embd / n_head = 128 exceeds 64; raise n_head to at least 8"),
             ("vocab_size = 100", "tokenizer \"bytes\" needs vocab_size >= 256"),
             ("n_layers = 3", "unknown configuration key `n_layers` (did you mean `n_layer`?)"),

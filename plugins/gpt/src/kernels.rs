@@ -7,6 +7,7 @@ use neuron_plugin_api::{
 };
 
 pub const MATMUL: &str = include_str!("../../../shaders/matmul.wgsl");
+pub const MATMUL_VEC4: &str = include_str!("../../../shaders/matmul_vec4.wgsl");
 pub const LAYERNORM: &str = include_str!("../../../shaders/layernorm.wgsl");
 pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
 pub const RESIDUAL: &str = include_str!("../../../shaders/residual.wgsl");
@@ -87,6 +88,16 @@ pub struct Kernels {
     pub matmul_nn: Kernel,
     pub matmul_tn: Kernel,
     pub bias_grad: Kernel,
+    pub matmul_nt_v4: Kernel,
+    pub matmul_nn_v4: Kernel,
+    pub matmul_tn_v4: Kernel,
+    /// Use the vec4 kernels (`shaders/matmul_vec4.wgsl`) for 4-aligned operands whose shared
+    /// dimension is at least `vec4_min_k`. On by default on CPU adapters only: measured on
+    /// lavapipe they beat the shared-memory tiles 1.3-3x once K is a few hundred and lose below
+    /// that (their per-thread epilogue dominates short reductions), and their 8-thread
+    /// workgroups would leave most of a GPU's SIMD lanes idle.
+    pub vec4: bool,
+    pub vec4_min_k: u32,
     pub layernorm_forward: Kernel,
     pub layernorm_backward: Kernel,
     pub layernorm_param_grad: Kernel,
@@ -116,6 +127,11 @@ impl Kernels {
             matmul_nn: gpu.compile(MATMUL, "matmul_nn")?,
             matmul_tn: gpu.compile(MATMUL, "matmul_tn")?,
             bias_grad: gpu.compile(MATMUL, "bias_grad")?,
+            matmul_nt_v4: gpu.compile(MATMUL_VEC4, "matmul_nt_v4")?,
+            matmul_nn_v4: gpu.compile(MATMUL_VEC4, "matmul_nn_v4")?,
+            matmul_tn_v4: gpu.compile(MATMUL_VEC4, "matmul_tn_v4")?,
+            vec4: gpu.adapter().device_type.as_str() == "cpu",
+            vec4_min_k: 256,
             layernorm_forward: gpu.compile(LAYERNORM, "layernorm_forward")?,
             layernorm_backward: gpu.compile(LAYERNORM, "layernorm_backward")?,
             layernorm_param_grad: gpu.compile(LAYERNORM, "layernorm_param_grad")?,
@@ -182,13 +198,31 @@ impl Kernels {
             accumulate: u32::from(accumulate),
             use_bias: u32::from(bias.is_some()),
         };
+        // Without a bias the binding still needs a read-only buffer: A's is one.
+        let bias_buf = bias.map_or(a.buf, |v| v.buf);
+        let aligned = |xs: &[u32]| xs.iter().all(|x| x % 4 == 0);
+        let common = [a.ld, bm.ld, a.off, bm.off];
+        let fast = self.vec4
+            && k >= self.vec4_min_k
+            && aligned(&common)
+            && match form {
+                Form::Nt => aligned(&[k]),
+                Form::Nn => aligned(&[k, n]),
+                Form::Tn => aligned(&[m, n]),
+            };
+        if fast {
+            let kernel = match form {
+                Form::Nt => &self.matmul_nt_v4,
+                Form::Nn => &self.matmul_nn_v4,
+                Form::Tn => &self.matmul_tn_v4,
+            };
+            let groups = [n.div_ceil(64), m.div_ceil(8), 1];
+            b.dispatch_with(kernel, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params);
+            return;
+        }
         let groups = [n.div_ceil(MATMUL_TILE), m.div_ceil(MATMUL_TILE), 1];
         match form {
-            Form::Nt => {
-                // Without a bias the binding still needs a read-only buffer: A's is one.
-                let bias = bias.map_or(a.buf, |v| v.buf);
-                b.dispatch_with(&self.matmul_nt, &[a.buf, bm.buf, bias, c.buf], groups, &params)
-            }
+            Form::Nt => b.dispatch_with(&self.matmul_nt, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params),
             Form::Nn => b.dispatch_with(&self.matmul_nn, &[a.buf, bm.buf, c.buf], groups, &params),
             Form::Tn => b.dispatch_with(&self.matmul_tn, &[a.buf, bm.buf, c.buf], groups, &params),
         };

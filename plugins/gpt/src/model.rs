@@ -14,7 +14,7 @@ use crate::{
         AdamWParams, AttentionParams, CrossEntropyParams, EmbeddingParams, Form, Kernels, LayerNormParams, View,
         ATTENTION_BLOCK, SUMSQ_SEGMENT,
     },
-    params::{Layout, ParamTensor},
+    params::{Layout, ParamTensor, Piece},
 };
 
 /// Parameters, gradients and both Adam moments of one shard of the packed parameters.
@@ -426,21 +426,25 @@ impl Gpt {
         }
     }
 
+    /// The embedding kernels' uniforms for one piece of the token embedding.
+    fn embedding_params(&self, a: &Acts, p: &Piece) -> EmbeddingParams {
+        EmbeddingParams {
+            positions: a.positions(),
+            seq: a.seq,
+            channels: self.cfg.n_embd,
+            row_start: p.row_start,
+            row_count: p.rows,
+            wte_off: p.offset,
+            ..Default::default()
+        }
+    }
+
     /// Embedding, every block and the final LayerNorm: `a.lnf` holds the result.
     fn record_forward(&self, b: &mut Batch<'_>, a: &Acts) {
         let (bt, c) = (a.positions(), self.cfg.n_embd);
         let (wpe_s, wpe_off) = self.tensor(self.layout.wpe).at();
         for p in &self.tensor(self.layout.wte).pieces {
-            let params = EmbeddingParams {
-                positions: bt,
-                seq: a.seq,
-                channels: c,
-                row_start: p.row_start,
-                row_count: p.rows,
-                wte_off: p.offset,
-                wpe_off,
-                ..Default::default()
-            };
+            let params = EmbeddingParams { wpe_off, ..self.embedding_params(a, p) };
             let bufs =
                 [a.tokens.all(), self.shards[p.shard].params.all(), self.shards[wpe_s].params.all(), a.resid[0].all()];
             b.dispatch_with(&self.k.embedding_forward, &bufs, self.k.embedding_grid(bt * c), &params);
@@ -559,17 +563,7 @@ impl Gpt {
         let wte = self.tensor(self.layout.wte);
         for &(piece, start, count) in &pending.group_ranges {
             let p = wte.pieces[piece];
-            let params = EmbeddingParams {
-                positions: bt,
-                seq: a.seq,
-                channels: c,
-                row_start: p.row_start,
-                row_count: p.rows,
-                wte_off: p.offset,
-                group_start: start,
-                group_count: count,
-                ..Default::default()
-            };
+            let params = EmbeddingParams { group_start: start, group_count: count, ..self.embedding_params(a, &p) };
             let bufs = [g.groups.all(), g.order.all(), g.d_resid.all(), self.shards[p.shard].grads.all()];
             b.dispatch_with(&self.k.embedding_backward_wte, &bufs, self.k.embedding_grid(count * c), &params);
         }

@@ -37,20 +37,34 @@ fn view(b: &Buffer, off: u32, ld: u32) -> View {
 #[test]
 fn matmul_all_forms_match_on_ragged_sizes_with_offsets_and_accumulation() {
     // Tolerance 1e-5 + 1e-4 |ref|: inputs in [-1, 1], K up to 150 f32 products.
-    let f = fixture();
+    // Both kernels: matmul.wgsl (any shape; here at odd offsets and leading dimensions) and the
+    // vec4 fast path (4-aligned operands, ragged M and N).
+    let mut f = fixture();
     let mut r = Rand::new(1);
-    for &(m, n, k) in &[(1u32, 1u32, 1u32), (65, 33, 17), (130, 70, 150), (64, 64, 64), (3, 200, 5)] {
+    let shapes = [
+        (1u32, 1u32, 1u32, false),
+        (65, 33, 17, false),
+        (130, 70, 150, false),
+        (3, 200, 5, false),
+        (64, 64, 64, false),
+    ];
+    let aligned = [(4u32, 4u32, 4u32, true), (12, 68, 20, true), (132, 76, 152, true), (64, 64, 64, true)];
+    for &(m, n, k, fast) in shapes.iter().chain(&aligned) {
+        f.k.vec4 = fast;
+        f.k.vec4_min_k = 0;
         for form in [Form::Nt, Form::Nn, Form::Tn] {
-            // A, B and C live at offsets inside wider matrices (leading dimension + 3).
+            // A, B and C live at offsets inside wider matrices (leading dimension + 3, or + 4).
             let (a_rows, a_cols) = if form == Form::Tn { (k, m) } else { (m, k) };
             let (b_rows, b_cols) = if form == Form::Nt { (n, k) } else { (k, n) };
-            let (lda, ldb, ldc) = (a_cols + 3, b_cols + 3, n + 3);
-            let (a_off, b_off, c_off) = (5, 7, 2);
+            let pad = if fast { 4 } else { 3 };
+            let (lda, ldb, ldc) = (a_cols + pad, b_cols + pad, n + 3);
+            let (a_off, b_off, c_off) = if fast { (8, 4, 2) } else { (5, 7, 2) };
             let a = r.vec((a_off + a_rows * lda) as usize, 1.0);
             let b = r.vec((b_off + b_rows * ldb) as usize, 1.0);
             let c0 = r.vec((c_off + m * ldc) as usize, 1.0);
             let bias = r.vec(n as usize + 4, 1.0);
             let use_bias = form == Form::Nt;
+            let bias = if use_bias { bias } else { vec![0.0; bias.len()] };
             for accumulate in [false, true] {
                 let (ab, bb, cb, biasb) = (f.buf(&a), f.buf(&b), f.buf(&c0), f.buf(&bias));
                 let mut batch = f.gpu.batch();
@@ -90,7 +104,8 @@ fn matmul_all_forms_match_on_ragged_sizes_with_offsets_and_accumulation() {
                         want[idx] = if accumulate { want[idx] + s } else { s };
                     }
                 }
-                assert_close(&format!("{form:?} {m}x{n}x{k} acc={accumulate}"), &f.read(&cb), &want, 1e-5, 1e-4);
+                let what = format!("{form:?} {m}x{n}x{k} vec4={fast} acc={accumulate}");
+                assert_close(&what, &f.read(&cb), &want, 1e-5, 1e-4);
             }
         }
     }
