@@ -60,3 +60,13 @@ fn plugin_inspect_describes_the_gpt_plugin_and_refuses_a_bad_config() {
     assert!(err.contains("unknown configuration key `n_heads` (did you mean `n_head`?)"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
+
+#[test]
+fn the_main_job_trains_and_queries_the_gpt_plugin_with_its_default_preset() {
+    let out =
+        host_command().arg("--plugin").arg(plugin("gpt")).args(["--steps", "3", "--lr", "1e-3"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("model gpt: vocab 256, context 64"), "the default preset is nano: {text}");
+    assert!(text.contains("loss") && text.contains("after \"the chain keeps the\""), "{text}");
+}

