@@ -141,30 +141,38 @@ fn main() {
     if want("matmul") {
         // C = A B^T (the forward form) at n x n x n; the model uses the vec4 kernel whenever
         // operands are 4-aligned (all of GPT's forward matmuls), the tiled kernel otherwise.
-        println!("| n | vec4 kernel GFLOP/s | shared-memory tiled GFLOP/s | one-output-per-thread GFLOP/s | vec4 / baseline |");
-        println!("|---|---|---|---|---|");
+        println!("| n | vec4 NT | vec4 NN | vec4 TN | tiled NT | one-output-per-thread NT | vec4 NT / baseline |");
+        println!("|---|---|---|---|---|---|---|");
         for n in [256u32, 512, 1024, 2048] {
             let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
             let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
             let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
             let rounds = if n >= 2048 { 3 } else { 5 };
             let flops = 2.0 * f64::from(n).powi(3);
-            let mut run = |vec4: bool| {
+            let mut run = |form: Form, vec4: bool| {
                 k.vec4 = vec4;
                 time(&gpu, rounds, |bt| {
                     let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
-                    k.matmul(bt, Form::Nt, v(&a), v(&b), v(&c), [n, n, n], false, None);
+                    k.matmul(bt, form, v(&a), v(&b), v(&c), [n, n, n], false, None);
                 })
             };
-            let fast = run(true);
-            let tiled = run(false);
+            let (nt, nn, tn, tiled) =
+                (run(Form::Nt, true), run(Form::Nn, true), run(Form::Tn, true), run(Form::Nt, false));
             let p = gpt::kernels::MatmulParams { m: n, n, k: n, lda: n, ldb: n, ldc: n, ..Default::default() };
             let base_rounds = if n >= 1024 { 1 } else { 3 };
             let base = time(&gpu, base_rounds, |bt| {
                 bt.dispatch_with(&naive, &[a.all(), b.all(), c.all()], [n / 16, n / 16, 1], &p);
             });
             let g = |t: f64| flops / t / 1e9;
-            println!("| {n} | {:.2} | {:.2} | {:.2} | {:.1}x |", g(fast), g(tiled), g(base), base / fast);
+            println!(
+                "| {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}x |",
+                g(nt),
+                g(nn),
+                g(tn),
+                g(tiled),
+                g(base),
+                base / nt
+            );
         }
     }
     if want("step") {

@@ -206,12 +206,11 @@ impl Kernels {
                 Form::Tn => aligned(&[m, n]),
             };
         if fast {
-            let kernel = match form {
-                Form::Nt => &self.matmul_nt_v4,
-                Form::Nn => &self.matmul_nn_v4,
-                Form::Tn => &self.matmul_tn_v4,
+            let (kernel, groups) = match form {
+                Form::Nt => (&self.matmul_nt_v4, [n.div_ceil(64), m.div_ceil(8), 1]),
+                Form::Nn => (&self.matmul_nn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
+                Form::Tn => (&self.matmul_tn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
             };
-            let groups = [n.div_ceil(64), m.div_ceil(8), 1];
             b.dispatch_with(kernel, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params);
             return;
         }
