@@ -2,8 +2,8 @@
 //!
 //! The runtime for Bittensor neurons. The host owns what every neuron shares:
 //! the GPU ([`gpu`]), plugin loading ([`plugins`]), configuration
-//! ([`config`]) and logging ([`logging`]), wallets ([`wallet`]) and signed
-//! HTTP between neurons ([`net`]). Models and scoring policies are
+//! ([`config`]) and logging ([`logging`]), wallets ([`wallet`]), signed
+//! HTTP between neurons ([`net`]) and training data ([`data`]). Models and scoring policies are
 //! plugins built against `neuron-plugin-api`.
 //!
 //! Data flows one way: CLI -> config -> jobs -> plugins -> GPU. A lower layer

@@ -20,8 +20,10 @@ use std::{
 };
 
 /// The plugin the main job runs (the runtime issue replaces it with the GPT plugin).
-const MAIN_PLUGIN_PACKAGE: &str = "neuron-plugin-template";
-const MAIN_PLUGIN_LIBRARY: &str = "template";
+const MAIN_PLUGIN_PACKAGE: &str = "neuron-plugin-gpt";
+const MAIN_PLUGIN_LIBRARY: &str = "gpt";
+/// The scorer the local subnet finds beside the model plugin.
+const MAIN_SCORER_PACKAGE: &str = "neuron-scoring-loss";
 
 fn main() {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -90,7 +92,7 @@ fn test(args: &[String]) {
 
 fn run(args: &[String]) {
     ensure_system(false);
-    let s = status(cargo().args(["build", "--release", "-p", "neuron-host", "-p", MAIN_PLUGIN_PACKAGE]));
+    let s = status(cargo().args(["build", "--release", "-p", "neuron-host", "-p", MAIN_PLUGIN_PACKAGE, "-p", MAIN_SCORER_PACKAGE]));
     if !s.success() {
         exit_with(s);
     }

@@ -1,7 +1,8 @@
-//! The jobs the binary runs. `plugin_check` is today's main job: load the
-//! plugins given, open the GPU, and exercise each model and scorer. `chain`
-//! shows a subtensor node's metagraph, hyperparameters and blocks. `wallet`
-//! creates and inspects wallets.
+//! The jobs the binary runs. `run` is the main job: a local subnet, or one
+//! miner or validator on a subtensor node. `plugin_check` trains and queries
+//! plugins for their authors (`plugin check`), `inspect` prints what a plugin
+//! declares, `chain` shows a subtensor node's metagraph, hyperparameters and
+//! blocks, `wallet` creates and inspects wallets.
 
 pub mod chain;
 pub mod inspect;

@@ -1,6 +1,6 @@
-//! The main job until the runtime exists: every model plugin given is
-//! trained for a few steps on a built-in text and asked for its top
-//! predictions; every scorer scores a synthetic set of responses.
+//! `neuron-host plugin check`: a plugin author's quick look. Every model
+//! plugin given is trained for a few steps on a built-in text and asked for
+//! its top predictions; every scorer scores a synthetic set of responses.
 
 use std::sync::Arc;
 
@@ -77,7 +77,9 @@ fn check_model(plugin: &LoadedPlugin, gpu: &Arc<GpuDevice>, config: &Config, opt
     if let Some(first) = first {
         println!("  loss {first:.4} -> {last:.4} over {} steps", options.steps);
     }
-    let prompt: Vec<u32> = b"the chain keeps the".iter().map(|&b| b as u32 % d.vocab_size).collect();
+    // The prompt's last tokens, as many as the model's context holds.
+    let all: Vec<u32> = b"the chain keeps the".iter().map(|&b| b as u32 % d.vocab_size).collect();
+    let prompt = all[all.len().saturating_sub(d.block_size as usize)..].to_vec();
     let out = model.forward(TokenBatch::new(1, prompt.len() as u32, &prompt), OutputRequest::top_k(5).last_only())?;
     let guesses: Vec<String> = out
         .ids

@@ -1,0 +1,201 @@
+//! Kernel throughput on the machine's adapter: matmul GFLOP/s at 256..2048 against a
+//! one-output-per-thread kernel in the same run, and the elementwise/reduction kernels a training
+//! step runs over every parameter. Run: `cargo bench -p neuron-plugin-gpt --bench kernels`.
+
+use std::time::Instant;
+
+use gpt::kernels::{AdamWParams, Form, Kernels, View, MATMUL};
+use neuron_host::gpu::{GpuDevice, GpuOptions};
+use neuron_plugin_api::{Gpu, Kernel};
+
+/// The baseline: each thread computes one output with a plain loop over k.
+const NAIVE: &str = r#"
+// Baseline matmul for the benchmark: one output per thread, no tiling.
+struct Params { m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, a_off: u32, b_off: u32, c_off: u32, bias_off: u32, accumulate: u32, use_bias: u32 }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+@compute @workgroup_size(16, 16)
+fn naive(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x >= p.n || id.y >= p.m) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.k; k++) { s += a[id.y * p.lda + k] * b[id.x * p.ldb + k]; }
+    c[id.y * p.ldc + id.x] = s;
+}
+"#;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds of `rounds` runs of `record` (each run one submission, waited for).
+fn time(gpu: &Gpu, rounds: usize, record: impl Fn(&mut neuron_plugin_api::Batch<'_>)) -> f64 {
+    let sync = gpu.zeros_f32(1, "sync").unwrap();
+    let run = || {
+        let mut b = gpu.batch();
+        record(&mut b);
+        b.read(sync.all());
+        b.submit().unwrap();
+    };
+    run();
+    median(
+        (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                run();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let device = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter");
+    let gpu = device.context("bench").into_gpu();
+    println!("adapter: {}", device.describe());
+    let mut k = Kernels::new(&gpu).unwrap();
+    let naive: Kernel = gpu.compile(NAIVE, "naive").unwrap();
+    let _ = MATMUL;
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    // Kernel development: MATMUL_VARIANT=file.wgsl[:entry[:rows,cols]] times a C = A B^T variant
+    // (same bindings and uniforms as matmul_nt) against the shipped kernel.
+    if let Ok(spec) = std::env::var("MATMUL_VARIANT") {
+        let mut parts = spec.split(':');
+        let source = std::fs::read_to_string(parts.next().unwrap()).unwrap();
+        let entry = parts.next().unwrap_or("matmul_nt").to_string();
+        let tile: Vec<u32> = parts.next().unwrap_or("64,64").split(',').map(|t| t.parse().unwrap()).collect();
+        let variant = gpu.compile(&source, &entry).unwrap();
+        for n in [512u32, 1024] {
+            let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
+            let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
+            let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
+            let flops = 2.0 * f64::from(n).powi(3);
+            let p = gpt::kernels::MatmulParams { m: n, n, k: n, lda: n, ldb: n, ldc: n, ..Default::default() };
+            let shipped = time(&gpu, 3, |bt| {
+                let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
+                k.matmul(bt, Form::Nt, v(&a), v(&b), v(&c), [n, n, n], false, None);
+            });
+            let var = time(&gpu, 3, |bt| {
+                let bindings = if variant.info().bindings.len() == 3 {
+                    vec![a.all(), b.all(), c.all()]
+                } else {
+                    vec![a.all(), b.all(), a.all(), c.all()]
+                };
+                bt.dispatch_with(&variant, &bindings, [n.div_ceil(tile[1]), n.div_ceil(tile[0]), 1], &p);
+            });
+            let got: Vec<f32> = gpu.read(&c).unwrap();
+            assert!(
+                (got[0] - 0.125 * n as f32).abs() < 1e-3 && (got[(n * n - 1) as usize] - 0.125 * n as f32).abs() < 1e-3,
+                "variant is wrong: {}",
+                got[0]
+            );
+            println!("n={n}: shipped {:.2} GFLOP/s, variant {:.2} GFLOP/s", flops / shipped / 1e9, flops / var / 1e9);
+        }
+        return;
+    }
+    // MATMUL_SHAPES="m,n,k;...": every form at those shapes, both kernels (for tuning).
+    if let Ok(shapes) = std::env::var("MATMUL_SHAPES") {
+        for shape in shapes.split(';') {
+            let d: Vec<u32> = shape.split(',').map(|x| x.parse().unwrap()).collect();
+            let (m, n, kk) = (d[0], d[1], d[2]);
+            let size = (m.max(n).max(kk) as usize).pow(2);
+            let a = gpu.buffer_from(&vec![0.5f32; size], "a").unwrap();
+            let b = gpu.buffer_from(&vec![0.25f32; size], "b").unwrap();
+            let c = gpu.zeros_f32((m * n) as usize, "c").unwrap();
+            for form in [Form::Nt, Form::Nn, Form::Tn] {
+                let (lda, ldb) = match form {
+                    Form::Nt => (kk, kk),
+                    Form::Nn => (kk, n),
+                    Form::Tn => (m, n),
+                };
+                let mut line = format!("{m}x{n}x{kk} {form:?}:");
+                for vec4 in [true, false] {
+                    k.vec4 = vec4;
+                    let t = time(&gpu, 5, |bt| {
+                        k.matmul(
+                            bt,
+                            form,
+                            View::new(a.all(), 0, lda),
+                            View::new(b.all(), 0, ldb),
+                            View::new(c.all(), 0, n),
+                            [m, n, kk],
+                            false,
+                            None,
+                        );
+                    });
+                    line += &format!(
+                        " {} {:.2} ms ({:.2} GFLOP/s)",
+                        if vec4 { "vec4" } else { "tiled" },
+                        t * 1e3,
+                        2.0 * f64::from(m) * f64::from(n) * f64::from(kk) / t / 1e9
+                    );
+                }
+                println!("{line}");
+            }
+        }
+        return;
+    }
+    if want("matmul") {
+        // C = A B^T (the forward form) at n x n x n; the model uses the vec4 kernel whenever
+        // operands are 4-aligned (all of GPT's forward matmuls), the tiled kernel otherwise.
+        println!("| n | vec4 NT | vec4 NN | vec4 TN | tiled NT | one-output-per-thread NT | vec4 NT / baseline |");
+        println!("|---|---|---|---|---|---|---|");
+        for n in [256u32, 512, 1024, 2048] {
+            let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
+            let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
+            let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
+            let rounds = if n >= 2048 { 3 } else { 5 };
+            let flops = 2.0 * f64::from(n).powi(3);
+            let mut run = |form: Form, vec4: bool| {
+                k.vec4 = vec4;
+                time(&gpu, rounds, |bt| {
+                    let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
+                    k.matmul(bt, form, v(&a), v(&b), v(&c), [n, n, n], false, None);
+                })
+            };
+            let (nt, nn, tn, tiled) =
+                (run(Form::Nt, true), run(Form::Nn, true), run(Form::Tn, true), run(Form::Nt, false));
+            let p = gpt::kernels::MatmulParams { m: n, n, k: n, lda: n, ldb: n, ldc: n, ..Default::default() };
+            let base_rounds = if n >= 1024 { 1 } else { 3 };
+            let base = time(&gpu, base_rounds, |bt| {
+                bt.dispatch_with(&naive, &[a.all(), b.all(), c.all()], [n / 16, n / 16, 1], &p);
+            });
+            let g = |t: f64| flops / t / 1e9;
+            println!(
+                "| {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}x |",
+                g(nt),
+                g(nn),
+                g(tn),
+                g(tiled),
+                g(base),
+                base / nt
+            );
+        }
+    }
+    if want("step") {
+        let n = 30_000_000u32;
+        let g = gpu.buffer_from(&vec![1e-3f32; n as usize], "g").unwrap();
+        let w = gpu.zeros_f32(n as usize, "w").unwrap();
+        let m = gpu.zeros_f32(n as usize, "m").unwrap();
+        let v = gpu.zeros_f32(n as usize, "v").unwrap();
+        let partials = gpu.zeros_f32(n.div_ceil(4096) as usize, "partials").unwrap();
+        let scalars = gpu.zeros_f32(4, "scalars").unwrap();
+        let norm = time(&gpu, 3, |b| {
+            let count = k.sum_squares(b, g.all(), 0, n, partials.all(), 0);
+            k.sum(b, partials.all(), count, 1.0, scalars.all(), 0);
+        });
+        let p =
+            AdamWParams { n, lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, bc1: 0.1, bc2: 0.05, ..Default::default() };
+        let adam = time(&gpu, 3, |b| k.adamw(b, [g.all(), scalars.all(), w.all(), m.all(), v.all()], &p));
+        let gelu = time(&gpu, 3, |b| k.gelu_forward(b, g.all(), w.all(), n));
+        println!(
+            "over {n} floats: gradient norm {:.0} ms, AdamW {:.0} ms, GELU {:.0} ms",
+            norm * 1e3,
+            adam * 1e3,
+            gelu * 1e3
+        );
+    }
+}

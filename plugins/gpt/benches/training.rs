@@ -1,0 +1,92 @@
+//! Training and inference throughput of the GPT model on the machine's adapter, and device memory
+//! against what training needs. Run: `cargo bench -p neuron-plugin-gpt --bench training [-- PRESET...]`
+//! (presets: tiny, nano, gpt2; default tiny and nano — gpt2 wants a real GPU).
+
+use std::time::Instant;
+
+use gpt::{Gpt, GptConfig};
+use neuron_host::{
+    data::{BatchSampler, Dataset, Tokenizer},
+    gpu::{GpuDevice, GpuOptions},
+};
+use neuron_plugin_api::{ModelPlugin, OutputRequest, TokenBatch};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Bytes training needs by the usual accounting: parameters, gradients and both Adam moments
+/// (16 bytes per parameter), and the activations the backward pass reads (what llm.c keeps:
+/// per block ln1, qkv, attention output, the mid residual, ln2, the MLP's pre- and post-GELU,
+/// LayerNorm statistics and the attention logsumexp; the block inputs, ln_f, the logits and the
+/// per-position losses), all f32.
+fn needed_bytes(c: &GptConfig, parameters: u64, b: u64, t: u64) -> (u64, u64) {
+    let (l, ch, h, v) = (u64::from(c.n_layer), u64::from(c.n_embd), u64::from(c.n_head), u64::from(c.vocab_size));
+    let bt = b * t;
+    let per_block = 15 * bt * ch + 4 * bt + b * h * t;
+    let acts = l * per_block + (l + 1) * bt * ch + bt * ch + 2 * bt + bt * v + bt;
+    (16 * parameters, 4 * acts)
+}
+
+fn main() {
+    let device = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter");
+    println!("adapter: {}", device.describe());
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let presets: Vec<&str> =
+        if args.is_empty() { vec!["tiny", "nano"] } else { args.iter().map(String::as_str).collect() };
+    println!("| preset | batch x seq | step (median) | train tokens/s | forward tokens/s | device memory live / peak | needed (state + activations) | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for preset in presets {
+        let (b, t, steps) = match preset {
+            "tiny" => (8u32, 16u32, 30),
+            "nano" => (16, 64, 10),
+            _ => (4, 1024, 5),
+        };
+        let gpu = device.context(preset).into_gpu();
+        let mut m = Gpt::new(gpu.clone(), &format!("preset = \"{preset}\"")).unwrap();
+        let cfg = m.config().clone();
+        let tokenizer = Tokenizer::from_name(&cfg.tokenizer).unwrap();
+        let data = Dataset::builtin(0, 200_000, tokenizer).unwrap();
+        let mut sampler = BatchSampler::new(0, b, t);
+        let mut times = Vec::new();
+        for i in 0..steps + 2 {
+            let batch = sampler.next_batch(&data).unwrap();
+            let start = Instant::now();
+            m.zero_grad().unwrap();
+            m.loss(TokenBatch::new(b, t, &batch.tokens), &batch.targets).unwrap();
+            m.backward().unwrap();
+            m.step(1e-3).unwrap();
+            if i >= 2 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        let step = median(times);
+        let live_train = gpu.stats().live_bytes;
+        let batch = sampler.next_batch(&data).unwrap();
+        let mut ftimes = Vec::new();
+        for _ in 0..steps.min(10) + 1 {
+            let start = Instant::now();
+            m.forward(TokenBatch::new(b, t, &batch.tokens), OutputRequest::top_k(5)).unwrap();
+            ftimes.push(start.elapsed().as_secs_f64());
+        }
+        let forward = median(ftimes[1..].to_vec());
+        let stats = gpu.stats();
+        let (state, acts) = needed_bytes(&cfg, m.describe().parameters, u64::from(b), u64::from(t));
+        let mib = |x: u64| x as f64 / (1u64 << 20) as f64;
+        let tokens = f64::from(b * t);
+        println!(
+            "| {preset} | {b} x {t} | {:.1} ms | {:.0} | {:.0} | {:.1} MiB (training) / {:.1} MiB (after serving forward passes too) | {:.1} MiB ({:.1} + {:.1}) | {:.2}x |",
+            step * 1e3,
+            tokens / step,
+            tokens / forward,
+            mib(live_train),
+            mib(stats.peak_bytes),
+            mib(state + acts),
+            mib(state),
+            mib(acts),
+            live_train as f64 / (state + acts) as f64
+        );
+        println!("  ({preset}: {} submissions, {} dispatches in all)", stats.submissions, stats.dispatches);
+    }
+}

@@ -1,0 +1,290 @@
+//! The WGSL kernels (`shaders/*.wgsl`), compiled once, and typed helpers that record their
+//! dispatches. Each helper's uniform struct mirrors the `Params` struct of its shader.
+
+use neuron_plugin_api::{
+    bytemuck::{Pod, Zeroable},
+    Batch, BufferSlice, Gpu, Kernel, Result,
+};
+
+pub const MATMUL: &str = include_str!("../../../shaders/matmul.wgsl");
+pub const MATMUL_VEC4: &str = include_str!("../../../shaders/matmul_vec4.wgsl");
+pub const LAYERNORM: &str = include_str!("../../../shaders/layernorm.wgsl");
+pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
+pub const RESIDUAL: &str = include_str!("../../../shaders/residual.wgsl");
+pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
+pub const CROSS_ENTROPY: &str = include_str!("../../../shaders/cross_entropy.wgsl");
+pub const EMBEDDING: &str = include_str!("../../../shaders/embedding.wgsl");
+pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+pub const ADAMW: &str = include_str!("../../../shaders/adamw.wgsl");
+
+/// Output tile of the matmul kernels (both dimensions).
+pub const MATMUL_TILE: u32 = 64;
+/// Queries (or keys) per attention workgroup.
+pub const ATTENTION_BLOCK: u32 = 64;
+/// Elements one `sum_squares_partial` workgroup reduces.
+pub const SUMSQ_SEGMENT: u32 = 4096;
+
+macro_rules! uniforms {
+    ($($(#[$m:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? })*) => {$(
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Copy, Clone, Debug, Default, Pod, Zeroable)]
+        #[bytemuck(crate = "neuron_plugin_api::bytemuck")]
+        pub struct $name { $(pub $field: $ty),* }
+    )*};
+}
+
+uniforms! {
+    /// `shaders/matmul.wgsl`
+    MatmulParams { m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, a_off: u32, b_off: u32, c_off: u32, bias_off: u32, accumulate: u32, use_bias: u32 }
+    /// `shaders/layernorm.wgsl`
+    LayerNormParams { rows: u32, cols: u32, w_off: u32, b_off: u32, accumulate: u32, pad0: u32, pad1: u32, pad2: u32 }
+    /// `shaders/gelu.wgsl`, `shaders/residual.wgsl`
+    ElementwiseParams { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+    /// `shaders/attention.wgsl`
+    AttentionParams { batch: u32, seq: u32, heads: u32, head_size: u32, channels: u32, scale: f32, pad0: u32, pad1: u32 }
+    /// `shaders/cross_entropy.wgsl`
+    CrossEntropyParams { rows: u32, vocab: u32, row_offset: u32, write_grad: u32, k: u32, scale: f32, pad0: u32, pad1: u32 }
+    /// `shaders/embedding.wgsl`
+    EmbeddingParams { positions: u32, seq: u32, channels: u32, row_start: u32, row_count: u32, wte_off: u32, wpe_off: u32, group_start: u32, group_count: u32, pad0: u32, pad1: u32, pad2: u32 }
+    /// `shaders/reduce.wgsl`
+    ReduceParams { n: u32, off: u32, base: u32, out_index: u32, scale: f32, pad0: u32, pad1: u32, pad2: u32 }
+    /// `shaders/adamw.wgsl`
+    AdamWParams { n: u32, off: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, bc1: f32, bc2: f32, max_norm: f32, pad0: u32, pad1: u32 }
+}
+
+/// A row-major matrix inside a buffer: element (i, j) is at `off + i * ld + j` (elements).
+#[derive(Copy, Clone, Debug)]
+pub struct View {
+    pub buf: BufferSlice,
+    pub off: u32,
+    pub ld: u32,
+}
+
+impl View {
+    pub fn new(buf: BufferSlice, off: u32, ld: u32) -> Self {
+        Self { buf, off, ld }
+    }
+    /// The same matrix starting `rows` rows and `cols` columns further in.
+    pub fn at(self, rows: u32, cols: u32) -> Self {
+        Self { off: self.off + rows * self.ld + cols, ..self }
+    }
+}
+
+/// Which operand of a matmul is stored transposed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// C = A B^T (forward of a linear layer).
+    Nt,
+    /// C = A B (input gradient).
+    Nn,
+    /// C = A^T B (weight gradient).
+    Tn,
+}
+
+/// Every kernel the model runs.
+pub struct Kernels {
+    pub matmul_nt: Kernel,
+    pub matmul_nn: Kernel,
+    pub matmul_tn: Kernel,
+    pub bias_grad: Kernel,
+    pub matmul_nt_v4: Kernel,
+    pub matmul_nn_v4: Kernel,
+    pub matmul_tn_v4: Kernel,
+    /// Use the vec4 kernels (`shaders/matmul_vec4.wgsl`) for 4-aligned operands. On by default
+    /// on CPU adapters only: on lavapipe they beat the shared-memory tiles 2-4x at every shape
+    /// the model uses, and their 8-thread workgroups would leave most of a GPU's SIMD lanes idle.
+    pub vec4: bool,
+    pub layernorm_forward: Kernel,
+    pub layernorm_backward: Kernel,
+    pub layernorm_param_grad: Kernel,
+    pub gelu_forward: Kernel,
+    pub gelu_backward: Kernel,
+    pub residual_forward: Kernel,
+    pub attention_forward: Kernel,
+    pub attention_backward_prep: Kernel,
+    pub attention_backward_dq: Kernel,
+    pub attention_backward_dkv: Kernel,
+    pub cross_entropy: Kernel,
+    pub top_k: Kernel,
+    pub embedding_forward: Kernel,
+    pub embedding_backward_wte: Kernel,
+    pub embedding_backward_wpe: Kernel,
+    pub sum_squares_partial: Kernel,
+    pub sum_partial: Kernel,
+    pub adamw: Kernel,
+    /// The adapter's workgroups-per-dimension limit.
+    pub max_groups: u32,
+}
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Result<Self> {
+        Ok(Self {
+            matmul_nt: gpu.compile(MATMUL, "matmul_nt")?,
+            matmul_nn: gpu.compile(MATMUL, "matmul_nn")?,
+            matmul_tn: gpu.compile(MATMUL, "matmul_tn")?,
+            bias_grad: gpu.compile(MATMUL, "bias_grad")?,
+            matmul_nt_v4: gpu.compile(MATMUL_VEC4, "matmul_nt_v4")?,
+            matmul_nn_v4: gpu.compile(MATMUL_VEC4, "matmul_nn_v4")?,
+            matmul_tn_v4: gpu.compile(MATMUL_VEC4, "matmul_tn_v4")?,
+            vec4: gpu.adapter().device_type.as_str() == "cpu",
+            layernorm_forward: gpu.compile(LAYERNORM, "layernorm_forward")?,
+            layernorm_backward: gpu.compile(LAYERNORM, "layernorm_backward")?,
+            layernorm_param_grad: gpu.compile(LAYERNORM, "layernorm_param_grad")?,
+            gelu_forward: gpu.compile(GELU, "gelu_forward")?,
+            gelu_backward: gpu.compile(GELU, "gelu_backward")?,
+            residual_forward: gpu.compile(RESIDUAL, "residual_forward")?,
+            attention_forward: gpu.compile(ATTENTION, "attention_forward")?,
+            attention_backward_prep: gpu.compile(ATTENTION, "attention_backward_prep")?,
+            attention_backward_dq: gpu.compile(ATTENTION, "attention_backward_dq")?,
+            attention_backward_dkv: gpu.compile(ATTENTION, "attention_backward_dkv")?,
+            cross_entropy: gpu.compile(CROSS_ENTROPY, "cross_entropy")?,
+            top_k: gpu.compile(CROSS_ENTROPY, "top_k")?,
+            embedding_forward: gpu.compile(EMBEDDING, "embedding_forward")?,
+            embedding_backward_wte: gpu.compile(EMBEDDING, "embedding_backward_wte")?,
+            embedding_backward_wpe: gpu.compile(EMBEDDING, "embedding_backward_wpe")?,
+            sum_squares_partial: gpu.compile(REDUCE, "sum_squares_partial")?,
+            sum_partial: gpu.compile(REDUCE, "sum_partial")?,
+            adamw: gpu.compile(ADAMW, "adamw")?,
+            max_groups: gpu.adapter().limits.max_compute_workgroups_per_dimension.max(1),
+        })
+    }
+
+    /// A grid of at least `groups` workgroups, folded into two dimensions when one is not enough
+    /// (the elementwise kernels index `(wg.y * num_workgroups.x + wg.x) * 256 + lid`).
+    pub fn grid(&self, groups: u32) -> [u32; 3] {
+        if groups <= self.max_groups {
+            return [groups, 1, 1];
+        }
+        let y = groups.div_ceil(self.max_groups);
+        [groups.div_ceil(y), y, 1]
+    }
+
+    fn elementwise_grid(&self, n: u32) -> [u32; 3] {
+        self.grid(n.div_ceil(256))
+    }
+
+    /// C (+)= op(A) op(B) (+ bias), with C `m x n` and the shared dimension `k`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        b: &mut Batch<'_>,
+        form: Form,
+        a: View,
+        bm: View,
+        c: View,
+        [m, n, k]: [u32; 3],
+        accumulate: bool,
+        bias: Option<View>,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        let params = MatmulParams {
+            m,
+            n,
+            k,
+            lda: a.ld,
+            ldb: bm.ld,
+            ldc: c.ld,
+            a_off: a.off,
+            b_off: bm.off,
+            c_off: c.off,
+            bias_off: bias.map_or(0, |v| v.off),
+            accumulate: u32::from(accumulate),
+            use_bias: u32::from(bias.is_some()),
+        };
+        // Without a bias the binding still needs a read-only buffer: A's is one.
+        let bias_buf = bias.map_or(a.buf, |v| v.buf);
+        let aligned = |xs: &[u32]| xs.iter().all(|x| x % 4 == 0);
+        let common = [a.ld, bm.ld, a.off, bm.off];
+        let fast = self.vec4
+            && aligned(&common)
+            && match form {
+                Form::Nt => aligned(&[k]),
+                Form::Nn => aligned(&[k, n]),
+                Form::Tn => aligned(&[m, n]),
+            };
+        if fast {
+            let (kernel, groups) = match form {
+                Form::Nt => (&self.matmul_nt_v4, [n.div_ceil(64), m.div_ceil(8), 1]),
+                Form::Nn => (&self.matmul_nn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
+                Form::Tn => (&self.matmul_tn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
+            };
+            b.dispatch_with(kernel, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params);
+            return;
+        }
+        let groups = [n.div_ceil(MATMUL_TILE), m.div_ceil(MATMUL_TILE), 1];
+        match form {
+            Form::Nt => b.dispatch_with(&self.matmul_nt, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params),
+            Form::Nn => b.dispatch_with(&self.matmul_nn, &[a.buf, bm.buf, c.buf], groups, &params),
+            Form::Tn => b.dispatch_with(&self.matmul_tn, &[a.buf, bm.buf, c.buf], groups, &params),
+        };
+    }
+
+    /// `out[j] (+)= sum_i dy[i, j]` over `rows x cols` of `dy`.
+    pub fn bias_grad(&self, b: &mut Batch<'_>, dy: View, out: View, rows: u32, cols: u32) {
+        let params = MatmulParams {
+            m: rows,
+            n: cols,
+            lda: dy.ld,
+            a_off: dy.off,
+            c_off: out.off,
+            accumulate: 1,
+            ..Default::default()
+        };
+        b.dispatch_with(&self.bias_grad, &[dy.buf, out.buf], [cols.div_ceil(64), 1, 1], &params);
+    }
+
+    pub fn gelu_forward(&self, b: &mut Batch<'_>, x: BufferSlice, y: BufferSlice, n: u32) {
+        let p = ElementwiseParams { n, ..Default::default() };
+        b.dispatch_with(&self.gelu_forward, &[x, y], self.elementwise_grid(n), &p);
+    }
+
+    /// `d = d * gelu'(x)` in place.
+    pub fn gelu_backward(&self, b: &mut Batch<'_>, x: BufferSlice, d: BufferSlice, n: u32) {
+        let p = ElementwiseParams { n, ..Default::default() };
+        b.dispatch_with(&self.gelu_backward, &[x, d], self.elementwise_grid(n), &p);
+    }
+
+    pub fn residual(&self, b: &mut Batch<'_>, x: BufferSlice, y: BufferSlice, out: BufferSlice, n: u32) {
+        let p = ElementwiseParams { n, ..Default::default() };
+        b.dispatch_with(&self.residual_forward, &[x, y, out], self.elementwise_grid(n), &p);
+    }
+
+    /// `sum(x[off .. off + n]) * scale` into `out[index]`, by one workgroup.
+    pub fn sum(&self, b: &mut Batch<'_>, x: BufferSlice, n: u32, scale: f32, out: BufferSlice, index: u32) {
+        let p = ReduceParams { n, out_index: index, scale, ..Default::default() };
+        b.dispatch_with(&self.sum_partial, &[x, out], [1, 1, 1], &p);
+    }
+
+    /// Partial sums of squares of `x[off .. off + n]` into `partials[base ..]`, one per 4096
+    /// elements; returns how many it wrote.
+    pub fn sum_squares(
+        &self,
+        b: &mut Batch<'_>,
+        x: BufferSlice,
+        off: u32,
+        n: u32,
+        partials: BufferSlice,
+        base: u32,
+    ) -> u32 {
+        let groups = n.div_ceil(SUMSQ_SEGMENT);
+        if groups > 0 {
+            let p = ReduceParams { n, off, base, ..Default::default() };
+            b.dispatch_with(&self.sum_squares_partial, &[x, partials], [groups, 1, 1], &p);
+        }
+        groups
+    }
+
+    /// Writes `p` as the uniform of an elementwise AdamW over `p.n` elements from `p.off`.
+    pub fn adamw(&self, b: &mut Batch<'_>, bufs: [BufferSlice; 5], p: &AdamWParams) {
+        if p.n > 0 {
+            b.dispatch_with(&self.adamw, &bufs, self.elementwise_grid(p.n), p);
+        }
+    }
+
+    pub fn embedding_grid(&self, n: u32) -> [u32; 3] {
+        self.elementwise_grid(n)
+    }
+}
