@@ -213,6 +213,8 @@ pub struct ValidatorSettings {
     pub timeout: f64,
     /// Weight of a step's score in each uid's moving average.
     pub alpha: f32,
+    /// Failed queries in a row after which a uid's score is set to zero (0: never).
+    pub zero_after_misses: u32,
     /// Train the validator's own model on each batch.
     pub train: bool,
     pub lr: f64,
@@ -238,6 +240,7 @@ impl Default for ValidatorSettings {
             top_k: 16,
             timeout: 12.0,
             alpha: 0.1,
+            zero_after_misses: 8,
             train: true,
             lr: 1e-3,
             model_reset_every: 0,
@@ -473,6 +476,8 @@ const FREE_FORM: &[&str] = &["plugin", "net", "presets", "subnet.miners"];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     Default,
+    /// The network's preset (`[presets.<network>]`), for a key left at its default.
+    Preset(String),
     File(PathBuf),
     Env(String),
     Flag(String),
@@ -482,6 +487,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("default"),
+            Source::Preset(n) => write!(f, "preset {n}"),
             Source::File(p) => write!(f, "file {}", p.display()),
             Source::Env(v) => write!(f, "environment {v}"),
             Source::Flag(n) => write!(f, "flag {n}"),
@@ -505,9 +511,9 @@ impl Override {
     /// `--set KEY=VALUE`: VALUE is read as TOML, and as a string when it is not TOML
     /// (so `--set data.dataset=corpus.txt` works without quotes).
     pub fn parse_set(item: &str) -> Result<Self> {
-        let (key, text) = item
-            .split_once('=')
-            .ok_or_else(|| Error::Config(format!("--set `{item}` is not KEY=VALUE (for example --set validator.top_k=32)")))?;
+        let (key, text) = item.split_once('=').ok_or_else(|| {
+            Error::Config(format!("--set `{item}` is not KEY=VALUE (for example --set validator.top_k=32)"))
+        })?;
         let key = key.trim();
         if key.is_empty() || key.split('.').any(str::is_empty) {
             return Err(Error::Config(format!("--set `{item}`: `{key}` is not a dotted configuration key")));
@@ -525,7 +531,8 @@ pub struct Loaded {
 }
 
 fn unknown_key(path: &str, key: &str, known: &[String]) -> Error {
-    let hint = closest(key, known.iter().map(String::as_str)).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
+    let hint =
+        closest(key, known.iter().map(String::as_str)).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
     let full = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
     Error::Config(format!("unknown configuration key `{full}`{hint}"))
 }
@@ -548,7 +555,13 @@ fn check_keys(given: &toml::Table, defaults: &toml::Table, path: &str) -> Result
 }
 
 /// Merges `layer` into `base`, recording the source of every leaf it sets.
-fn merge(base: &mut toml::Table, layer: &toml::Table, source: &Source, path: &str, sources: &mut BTreeMap<String, Source>) {
+fn merge(
+    base: &mut toml::Table,
+    layer: &toml::Table,
+    source: &Source,
+    path: &str,
+    sources: &mut BTreeMap<String, Source>,
+) {
     for (key, value) in layer {
         let full = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         match (base.get_mut(key), value) {
@@ -621,6 +634,39 @@ fn parse_value(text: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(text.to_string()))
 }
 
+/// Keys a network preset sets when nothing else did: (key under the preset, config key).
+const PRESET_KEYS: &[(&str, &str)] =
+    &[("batch_size", "validator.batch_size"), ("sequence_length", "validator.sequence_length")];
+
+/// Keys a network preset hands the scorer when its section does not set them and the
+/// scorer knows them.
+pub const PRESET_SCORER_KEYS: &[&str] =
+    &["prune_len", "logits_divergence", "scaling_law_power", "synergy_scaling_law_power"];
+
+/// Sets the keys of [`PRESET_KEYS`] still at their defaults from the network's preset.
+fn apply_preset(merged: &mut toml::Table, sources: &mut BTreeMap<String, Source>) {
+    let get = |t: &toml::Table, k: &str| {
+        t.get("subtensor").and_then(|s| s.get(k)).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let endpoint = get(merged, "chain_endpoint").unwrap_or_default();
+    let network =
+        if endpoint.is_empty() { get(merged, "network").unwrap_or_else(|| "local".into()) } else { "finney".into() };
+    let Some(preset) = merged.get("presets").and_then(|p| p.get(&network)).and_then(|p| p.as_table()).cloned() else {
+        return;
+    };
+    for (preset_key, key) in PRESET_KEYS {
+        let Some(value) = preset.get(*preset_key) else { continue };
+        if sources.get(*key).is_some_and(|s| *s != Source::Default) {
+            continue;
+        }
+        let (section, leaf) = key.split_once('.').expect("preset keys are dotted");
+        if let Some(t) = merged.get_mut(section).and_then(|v| v.as_table_mut()) {
+            t.insert(leaf.to_string(), value.clone());
+            sources.insert(key.to_string(), Source::Preset(network.clone()));
+        }
+    }
+}
+
 impl Config {
     /// Reads `file` (if given), then the environment, then `flags`.
     pub fn load(file: Option<&Path>) -> Result<Config> {
@@ -635,10 +681,11 @@ impl Config {
         record_leaves(&toml::Value::Table(defaults.clone()), &Source::Default, "", &mut sources);
         sources = sources.into_iter().map(|(k, v)| (k.trim_start_matches('.').to_string(), v)).collect();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| Error::Config(format!("{}: not valid TOML: {}", path.display(), e.message())))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                Error::Config(format!("{}: not valid TOML: {}", path.display(), e.message()))
+            })?;
             check_keys(&table, &defaults, "").map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
             merge(&mut merged, &table, &Source::File(path.to_path_buf()), "", &mut sources);
         }
@@ -647,6 +694,7 @@ impl Config {
             check_keys(&layer, &defaults, "").map_err(|e| Error::Config(format!("{e} (from {})", o.source)))?;
             merge(&mut merged, &layer, &o.source, "", &mut sources);
         }
+        apply_preset(&mut merged, &mut sources);
         let config = Self::from_table(&merged)?;
         Ok(Loaded { config, merged, sources })
     }
@@ -666,7 +714,10 @@ impl Config {
         let deserializer = toml::Value::Table(merged.clone());
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
-            Error::Config(format!("configuration key `{path}`: {}", e.inner().to_string().lines().next().unwrap_or("invalid")))
+            Error::Config(format!(
+                "configuration key `{path}`: {}",
+                e.inner().to_string().lines().next().unwrap_or("invalid")
+            ))
         })?;
         config.validate()?;
         Ok(config)
@@ -677,13 +728,19 @@ impl Config {
         let bad = |m: String| Err(Error::Config(m));
         NetConfig::from_table(&self.net).map_err(Error::Config)?;
         if !["local", "finney", "test"].contains(&self.subtensor.network.as_str()) {
-            return bad(format!("subtensor.network `{}` is not one of local, finney, test (or set subtensor.chain_endpoint)", self.subtensor.network));
+            return bad(format!(
+                "subtensor.network `{}` is not one of local, finney, test (or set subtensor.chain_endpoint)",
+                self.subtensor.network
+            ));
         }
         if !["inclusion", "finalized"].contains(&self.subtensor.wait_for.as_str()) {
             return bad(format!("subtensor.wait_for `{}` is not inclusion or finalized", self.subtensor.wait_for));
         }
         if !(self.chain.block_time > 0.0 && self.chain.block_time.is_finite()) {
-            return bad(format!("chain.block_time must be a positive number of seconds, got {}", self.chain.block_time));
+            return bad(format!(
+                "chain.block_time must be a positive number of seconds, got {}",
+                self.chain.block_time
+            ));
         }
         if self.chain.hyperparams.tempo == 0 {
             return bad("chain.hyperparams.tempo must be at least 1 block".into());
@@ -692,7 +749,10 @@ impl Config {
             return bad(format!("validator.alpha must be in (0, 1], got {}", self.validator.alpha));
         }
         if !(self.validator.timeout > 0.0 && self.validator.timeout.is_finite()) {
-            return bad(format!("validator.timeout must be a positive number of seconds, got {}", self.validator.timeout));
+            return bad(format!(
+                "validator.timeout must be a positive number of seconds, got {}",
+                self.validator.timeout
+            ));
         }
         for (name, batch, seq) in [
             ("miner", self.miner.batch_size, self.miner.sequence_length),
@@ -746,6 +806,22 @@ impl Config {
 
     pub fn wallet_config(&self) -> WalletConfig {
         self.wallet.wallet_config()
+    }
+
+    /// A scorer's section with the network preset's values for the keys of
+    /// [`PRESET_SCORER_KEYS`] that the section leaves out and the scorer knows
+    /// (`known`: the keys of its described default config).
+    pub fn scorer_section(&self, name: &str, known: &[String]) -> String {
+        let mut table: toml::Table = self.plugin_section(name).parse().unwrap_or_default();
+        let preset = toml::Table::try_from(self.preset()).unwrap_or_default();
+        for key in PRESET_SCORER_KEYS {
+            if known.iter().any(|k| k == key) && !table.contains_key(*key) {
+                if let Some(v) = preset.get(*key) {
+                    table.insert(key.to_string(), v.clone());
+                }
+            }
+        }
+        toml::to_string(&table).unwrap_or_default()
     }
 
     /// The preset of the network in use.
@@ -828,12 +904,18 @@ mod tests {
         std::fs::write(&file, "netuid = 3\n[validator]\nbatch_size = 2\ntop_k = 5\n").unwrap();
         let flags = [Override::flag("validator.top_k", "--validator.top_k", 9i64)];
         let loaded = Config::load_layers(Some(&file), &flags).unwrap();
-        assert_eq!((loaded.config.netuid, loaded.config.validator.batch_size, loaded.config.validator.top_k), (3, 2, 9));
+        assert_eq!(
+            (loaded.config.netuid, loaded.config.validator.batch_size, loaded.config.validator.top_k),
+            (3, 2, 9)
+        );
         assert_eq!(loaded.source("netuid"), Some(&Source::File(file.clone())));
         assert_eq!(loaded.source("validator.top_k"), Some(&Source::Flag("--validator.top_k".into())));
         assert_eq!(loaded.source("validator.alpha"), Some(&Source::Default));
         let shown = loaded.show();
-        assert!(shown.lines().any(|l| l.starts_with("validator.top_k = 9") && l.ends_with("# flag --validator.top_k")), "{shown}");
+        assert!(
+            shown.lines().any(|l| l.starts_with("validator.top_k = 9") && l.ends_with("# flag --validator.top_k")),
+            "{shown}"
+        );
         assert!(shown.lines().any(|l| l.starts_with("netuid = 3") && l.contains("# file ")), "{shown}");
         let bad = [Override::flag("validator.topk", "--validator.topk", 1i64)];
         let e = Config::load_layers(None, &bad).unwrap_err().to_string();

@@ -50,7 +50,6 @@ pub enum Error {
 
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

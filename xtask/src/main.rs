@@ -92,7 +92,16 @@ fn test(args: &[String]) {
 
 fn run(args: &[String]) {
     ensure_system(false);
-    let s = status(cargo().args(["build", "--release", "-p", "neuron-host", "-p", MAIN_PLUGIN_PACKAGE, "-p", MAIN_SCORER_PACKAGE]));
+    let s = status(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "neuron-host",
+        "-p",
+        MAIN_PLUGIN_PACKAGE,
+        "-p",
+        MAIN_SCORER_PACKAGE,
+    ]));
     if !s.success() {
         exit_with(s);
     }

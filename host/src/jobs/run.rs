@@ -3,7 +3,9 @@
 //! `role = "subnet"` (the default) runs a whole local subnet on the embedded
 //! chain and prints a table per epoch. `role = "miner"` and
 //! `role = "validator"` run one neuron with a wallet against a subtensor
-//! node (`subtensor.network` / `subtensor.chain_endpoint`). Ctrl-C stops at
+//! node (`subtensor.network` / `subtensor.chain_endpoint`), or alone on the
+//! embedded chain with `subtensor.network = "local"` (registered for free,
+//! a development key when the wallet has no hotkey). Ctrl-C stops at
 //! the end of the current step; the miners' training threads and servers
 //! are stopped, the run log flushed and the chain state saved.
 
@@ -22,16 +24,19 @@ use crate::{
         Chain,
     },
     config::{Config, Role},
+    data::Dataset,
     error::{Error, Result},
+    gpu::GpuDevice,
     metrics::{prometheus::Metrics, runlog::RunLog},
     net::ClientConfig,
+    plugins::PluginModel,
     runtime::{
         miner::Miner,
         service::SharedModel,
         subnet::{self, format_epoch, start_metrics, PluginSet, SubnetRun, SubnetSummary},
         validator::{EpochReport, Validator},
     },
-    wallet::PasswordSource,
+    wallet::{Keypair, PasswordSource},
 };
 
 /// Runs the job on a new multi-threaded runtime.
@@ -54,8 +59,9 @@ pub fn run(config: Config) -> Result<()> {
 /// The first Ctrl-C (or SIGTERM) asks for a clean stop; the second exits at once.
 fn spawn_interrupt_handler(stop: Arc<AtomicBool>) {
     tokio::spawn(async move {
+        let mut interrupts = Interrupts::new();
         loop {
-            wait_for_interrupt().await;
+            interrupts.next().await;
             if stop.swap(true, Ordering::AcqRel) {
                 eprintln!("interrupted twice: exiting without finishing the step");
                 std::process::exit(130);
@@ -65,23 +71,43 @@ fn spawn_interrupt_handler(stop: Arc<AtomicBool>) {
     });
 }
 
+/// SIGINT and SIGTERM, listened to from one registration for the whole run.
 #[cfg(unix)]
-async fn wait_for_interrupt() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+struct Interrupts(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+#[cfg(unix)]
+impl Interrupts {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self(signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok()))
+    }
+
+    async fn next(&mut self) {
+        match &mut self.0 {
+            Some((int, term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_interrupt() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+struct Interrupts;
+
+#[cfg(not(unix))]
+impl Interrupts {
+    fn new() -> Self {
+        Self
+    }
+
+    async fn next(&mut self) {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -106,9 +132,9 @@ async fn run_subnet(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
 /// `~/.neuron-host/<wallet>/<hotkey>/netuid<N>/<role>`, like the SDK's
 /// `~/.bittensor/miners/...`.
 pub fn neuron_dir(config: &Config) -> Result<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .ok_or_else(|| Error::Config("HOME is not set: set checkpoint.path to say where the neuron keeps its files".into()))?;
+    let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+        Error::Config("HOME is not set: set checkpoint.path to say where the neuron keeps its files".into())
+    })?;
     Ok(home
         .join(".neuron-host")
         .join(&config.wallet.name)
@@ -119,27 +145,45 @@ pub fn neuron_dir(config: &Config) -> Result<PathBuf> {
 
 /// One miner or validator with a wallet, on a subtensor node.
 async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
-    let endpoint = match ChainSelection::from_flags(Some(&config.subtensor.network), Some(&config.subtensor.chain_endpoint))
-        .map_err(Error::Config)?
-    {
-        ChainSelection::Node(e) => e,
-        ChainSelection::Local => {
-            return Err(Error::Config(format!(
-                "a lone {} needs a subtensor node: pass --subtensor.network finney|test or --subtensor.chain_endpoint ws://HOST:PORT \
-                 (the embedded chain runs with --role subnet)",
-                config.role
-            )))
-        }
-    };
+    let selection = ChainSelection::from_flags(Some(&config.subtensor.network), Some(&config.subtensor.chain_endpoint))
+        .map_err(Error::Config)?;
     let wallet = config.wallet_config().wallet()?;
-    let keypair = Arc::new(wallet.hotkey_keypair(&PasswordSource::EnvironmentOrPrompt)?);
+    let on_node = matches!(selection, ChainSelection::Node(_));
+    let keypair = if on_node || wallet.hotkey_path().exists() {
+        Arc::new(wallet.hotkey_keypair(&PasswordSource::EnvironmentOrPrompt)?)
+    } else {
+        tracing::info!(target: "neuron_host::run", "no hotkey at {}: the embedded chain uses a development key", wallet.hotkey_path().display());
+        Arc::new(subnet::dev_keypair(&config.role.to_string()))
+    };
     let dir = neuron_dir(&config)?;
     std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-    let signer = Arc::new(Sr25519Keypair::from_shared(keypair.clone()).map_err(Error::Config)?);
-    let mut node = NodeConfig::new(endpoint);
-    node.wait_for = if config.subtensor.wait_for == "finalized" { WaitFor::Finalized } else { WaitFor::InBlock };
-    let chain: Arc<dyn Chain> = subtensor::connect(node, signer).await?;
-
+    let mut local = None;
+    let chain: Arc<dyn Chain> = match selection {
+        ChainSelection::Node(endpoint) => {
+            let signer = Arc::new(Sr25519Keypair::from_shared(keypair.clone()).map_err(Error::Config)?);
+            let mut node = NodeConfig::new(endpoint);
+            node.wait_for =
+                if config.subtensor.wait_for == "finalized" { WaitFor::Finalized } else { WaitFor::InBlock };
+            subtensor::connect(node, signer).await?
+        }
+        ChainSelection::Local => {
+            // One neuron alone on the embedded chain: it registers itself, and a
+            // validator is staked so it holds a permit.
+            let (chain, state_path) = subnet::local_chain(&config)?;
+            let coldkey = wallet.coldkey_account().unwrap_or_else(|_| subnet::dev_keypair("owner").account());
+            let client: Arc<dyn Chain> = Arc::new(chain.client(keypair.account(), coldkey));
+            if client.metagraph(config.netuid).await?.uid_of(&keypair.account()).is_none() {
+                client.register(config.netuid).await?;
+                if config.role == Role::Validator {
+                    chain.add_stake(config.netuid, keypair.account(), (config.subnet.validator_stake * 1e9) as u64)?;
+                }
+            }
+            chain.run_epoch_now(config.netuid)?;
+            let producer = chain.start();
+            local = Some((chain, state_path, producer));
+            client
+        }
+    };
     let plugins = PluginSet::load(&config, config.role == Role::Validator)?;
     let gpu = plugins.open_gpu(&config)?;
     tracing::info!(target: "neuron_host::run", "GPU: {}", gpu.describe());
@@ -147,14 +191,58 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
     for p in &plugins.libraries {
         metrics.plugin_info(p.name(), &p.info().version, &p.info().kinds.names().join("+"));
     }
-    let _metrics_server = start_metrics(&config, &metrics, &|addr| println!("metrics on http://{addr}/metrics")).await?;
+    let _metrics_server =
+        start_metrics(&config, &metrics, &|addr| println!("metrics on http://{addr}/metrics")).await?;
     let run_dir = subnet::run_dir(&config);
     std::fs::create_dir_all(&run_dir).map_err(|source| Error::Io { path: run_dir.clone(), source })?;
-    let runlog = Arc::new(Mutex::new(RunLog::open(&run_dir).map_err(|source| Error::Io { path: run_dir.clone(), source })?));
+    let runlog =
+        Arc::new(Mutex::new(RunLog::open(&run_dir).map_err(|source| Error::Io { path: run_dir.clone(), source })?));
     let model = plugins.model().new_model(&gpu, &config.plugin_section(plugins.model().name()))?;
     let description = model.describe()?;
     let dataset = subnet::open_dataset(&config, &description.tokenizer, description.vocab_size)?;
     let name = format!("{}/{}", config.wallet.name, config.wallet.hotkey);
+    let result = run_role(
+        &config,
+        name,
+        chain,
+        keypair,
+        plugins,
+        gpu,
+        model,
+        description.vocab_size,
+        dataset,
+        metrics,
+        runlog,
+        dir,
+        stop,
+    )
+    .await;
+    if let Some((chain, state_path, producer)) = local {
+        producer.abort();
+        if let Some(p) = state_path {
+            chain.save(&p).map_err(Error::Config)?;
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_role(
+    config: &Config,
+    name: String,
+    chain: Arc<dyn Chain>,
+    keypair: Arc<Keypair>,
+    plugins: PluginSet,
+    gpu: Arc<GpuDevice>,
+    model: PluginModel,
+    vocab_size: u32,
+    dataset: Arc<Dataset>,
+    metrics: Arc<Metrics>,
+    runlog: Arc<Mutex<RunLog>>,
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let on_node = !config.subtensor.chain_endpoint.is_empty() || config.subtensor.network != "local";
     match config.role {
         Role::Miner => {
             let handle = Miner {
@@ -171,7 +259,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                 net: config.net_config(),
                 metrics,
                 runlog: Some(runlog.clone()),
-                register: false,
+                register: !on_node,
             }
             .start()
             .await?;
@@ -188,8 +276,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
             }
         }
         _ => {
-            let scorer_plugin = plugins.scorer().expect("a validator loads a scorer");
-            let scorer = scorer_plugin.new_scorer(&gpu, &config.plugin_section(scorer_plugin.name()))?;
+            let scorer = plugins.new_scorer(&gpu, &config)?;
             let net = config.net_config();
             let summary = Validator {
                 name: name.clone(),
@@ -199,7 +286,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                 model: config.validator.train.then_some(model),
                 scorer,
                 dataset,
-                vocab_size: description.vocab_size,
+                vocab_size,
                 seed: config.data.seed,
                 settings: config.validator.clone(),
                 client: ClientConfig { timeout: Duration::from_secs_f64(config.validator.timeout), ..net.client },
@@ -209,7 +296,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                 epochs: config.epochs,
                 stop,
                 names: Default::default(),
-                register: false,
+                register: !on_node,
                 on_epoch: Box::new(|report: &EpochReport| println!("{}", format_epoch(report))),
             }
             .run()
@@ -241,7 +328,9 @@ fn print_summary(s: &SubnetSummary, epochs: u64) {
         println!("{name} (uid {uid}): {} training steps, last loss {:.4}{error}", t.steps, t.last_loss);
     }
     if let Some(last) = s.validator.epochs.last() {
-        if let Some(best) = last.uids.iter().filter(|r| r.role == "miner").max_by(|a, b| a.incentive.total_cmp(&b.incentive)) {
+        if let Some(best) =
+            last.uids.iter().filter(|r| r.role == "miner").max_by(|a, b| a.incentive.total_cmp(&b.incentive))
+        {
             let name = if best.name.is_empty() { best.hotkey.clone() } else { best.name.clone() };
             println!("highest incentive: {name} (uid {}) {:.4}", best.uid, best.incentive);
         }

@@ -119,16 +119,19 @@ impl Miner {
         let mut server_config = self.net.server.clone();
         server_config.bind = SocketAddr::new(ip, self.axon.port);
         let answering = Arc::new(AtomicBool::new(true));
-        let service = ModelService { model: self.model.clone(), max_top_k: self.settings.max_top_k, answering: answering.clone() };
+        let service = ModelService {
+            model: self.model.clone(),
+            max_top_k: self.settings.max_top_k,
+            answering: answering.clone(),
+        };
         let server = net::serve(server_config, &self.keypair, service, directory.clone()).await?;
         let addr = server.local_addr();
         let announced: IpAddr = if self.axon.external_ip.is_empty() {
             addr.ip()
         } else {
-            self.axon
-                .external_ip
-                .parse()
-                .map_err(|_| Error::Config(format!("axon.external_ip `{}` is not an IP address", self.axon.external_ip)))?
+            self.axon.external_ip.parse().map_err(|_| {
+                Error::Config(format!("axon.external_ip `{}` is not an IP address", self.axon.external_ip))
+            })?
         };
         self.chain.serve_axon(self.netuid, AxonInfo::new(announced, addr.port(), crate_version())).await?;
         tracing::info!(target: "neuron_host::miner", "{} (uid {uid}) serving on {addr}", self.name);
@@ -186,7 +189,9 @@ pub fn not_registered(keypair: &Keypair, netuid: NetUid) -> Error {
 
 fn crate_version() -> u32 {
     let v: Vec<u32> = env!("CARGO_PKG_VERSION").split('.').filter_map(|p| p.parse().ok()).collect();
-    v.first().copied().unwrap_or(0) * 1_000_000 + v.get(1).copied().unwrap_or(0) * 1_000 + v.get(2).copied().unwrap_or(0)
+    v.first().copied().unwrap_or(0) * 1_000_000
+        + v.get(1).copied().unwrap_or(0) * 1_000
+        + v.get(2).copied().unwrap_or(0)
 }
 
 fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSummary {
@@ -243,7 +248,11 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSum
             log.lock().unwrap_or_else(|p| p.into_inner()).step(
                 &record,
                 step as i64,
-                &[(&format!("{prefix}loss"), f64::from(loss)), (&format!("{prefix}lr"), lr), (&format!("{prefix}tokens_per_s"), tokens / elapsed.max(1e-9))],
+                &[
+                    (&format!("{prefix}loss"), f64::from(loss)),
+                    (&format!("{prefix}lr"), lr),
+                    (&format!("{prefix}tokens_per_s"), tokens / elapsed.max(1e-9)),
+                ],
             );
         }
         if s.log_every > 0 && step % s.log_every == 0 {

@@ -7,5 +7,5 @@ pub mod miner;
 pub mod schedule;
 pub mod scores;
 pub mod service;
-pub mod validator;
 pub mod subnet;
+pub mod validator;

@@ -39,6 +39,10 @@ pub enum Outcome {
 pub struct ScoreBook {
     /// Weight of a new score in the moving average, in (0, 1].
     alpha: f32,
+    /// Consecutive failed queries after which a uid's score drops to zero
+    /// (0: never; the moving average alone then decays it).
+    #[serde(default)]
+    zero_after_misses: u32,
     hotkeys: Vec<AccountId>,
     scores: Vec<f32>,
     stats: Vec<UidStats>,
@@ -47,7 +51,15 @@ pub struct ScoreBook {
 impl ScoreBook {
     pub fn new(alpha: f32) -> Self {
         assert!(alpha > 0.0 && alpha <= 1.0, "moving-average alpha must be in (0, 1]");
-        Self { alpha, hotkeys: Vec::new(), scores: Vec::new(), stats: Vec::new() }
+        Self { alpha, zero_after_misses: 0, hotkeys: Vec::new(), scores: Vec::new(), stats: Vec::new() }
+    }
+
+    /// A uid that fails this many queries in a row scores zero at once: a
+    /// miner that went away stops earning within an epoch instead of decaying
+    /// over many.
+    pub fn with_zero_after_misses(mut self, misses: u32) -> Self {
+        self.zero_after_misses = misses;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -120,8 +132,13 @@ impl ScoreBook {
                 0.0
             }
         };
+        let misses = stats.misses_in_a_row;
         let s = &mut self.scores[uid as usize];
-        *s = (1.0 - self.alpha) * *s + self.alpha * score;
+        *s = if self.zero_after_misses > 0 && misses >= self.zero_after_misses {
+            0.0
+        } else {
+            (1.0 - self.alpha) * *s + self.alpha * score
+        };
     }
 
     /// Forgets every score (a scoring policy switch may ask for it).
@@ -200,6 +217,21 @@ mod tests {
         }
         assert!(book.scores()[0] < 1e-4);
         assert_eq!((book.stats()[0].timeouts, book.stats()[0].misses_in_a_row), (30, 30));
+    }
+
+    #[test]
+    fn a_run_of_misses_zeroes_the_score_and_an_answer_starts_it_again() {
+        let mut book = ScoreBook::new(0.1).with_zero_after_misses(3);
+        book.resync(&metagraph(&["a"]));
+        book.record(0, Outcome::Answered { score: 1.0, loss: 1.0, latency_s: 0.1 });
+        book.record(0, Outcome::Timeout);
+        book.record(0, Outcome::Error);
+        assert!(book.scores()[0] > 0.05, "two misses only decay it: {}", book.scores()[0]);
+        book.record(0, Outcome::Malformed);
+        assert_eq!(book.scores()[0], 0.0);
+        book.record(0, Outcome::Answered { score: 1.0, loss: 1.0, latency_s: 0.1 });
+        assert!((book.scores()[0] - 0.1).abs() < 1e-6);
+        assert_eq!(book.stats()[0].misses_in_a_row, 0);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::{
         runlog::RunLog,
     },
     net::ClientConfig,
-    plugins::{load_all, LoadedPlugin},
+    plugins::{load_all, LoadedPlugin, PluginScorer},
     wallet::{Keypair, Scheme},
 };
 
@@ -70,8 +70,7 @@ impl PluginSet {
         let mut paths: Vec<PathBuf> = config.plugins.clone();
         paths.extend(config.scoring.iter().cloned());
         let mut libraries = load_all(&paths)?;
-        let models: Vec<usize> =
-            (0..libraries.len()).filter(|&i| libraries[i].provides(PluginKinds::MODEL)).collect();
+        let models: Vec<usize> = (0..libraries.len()).filter(|&i| libraries[i].provides(PluginKinds::MODEL)).collect();
         let model = match models.as_slice() {
             [] => {
                 return Err(Error::Config(format!(
@@ -140,11 +139,29 @@ impl PluginSet {
         GpuDevice::open(&config.gpu_options(), &reqs)
     }
 
+    /// The scorer, built with the network preset's values for the scoring keys
+    /// its config section leaves out (the chain's own values win elsewhere).
+    pub fn new_scorer(&self, gpu: &Arc<GpuDevice>, config: &Config) -> Result<PluginScorer> {
+        let plugin =
+            self.scorer().ok_or_else(|| Error::Config("no scoring plugin loaded; pass --scoring PATH".into()))?;
+        let plain = config.plugin_section(plugin.name());
+        let scorer = plugin.new_scorer(gpu, &plain)?;
+        let known: Vec<String> =
+            scorer.describe()?.config.parse::<toml::Table>().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+        let with_preset = config.scorer_section(plugin.name(), &known);
+        if with_preset.parse::<toml::Table>().ok() == plain.parse::<toml::Table>().ok() {
+            return Ok(scorer);
+        }
+        drop(scorer);
+        plugin.new_scorer(gpu, &with_preset)
+    }
+
     /// The model plugin's section with `seed` set, unless the section sets it.
     pub fn model_section(&self, config: &Config, seed: u64) -> Result<String> {
-        let mut table: toml::Table = config.plugin_section(self.model().name()).parse().map_err(|e| {
-            Error::Config(format!("[plugin.{}] is not valid TOML: {e}", self.model().name()))
-        })?;
+        let mut table: toml::Table = config
+            .plugin_section(self.model().name())
+            .parse()
+            .map_err(|e| Error::Config(format!("[plugin.{}] is not valid TOML: {e}", self.model().name())))?;
         table.entry("seed").or_insert(toml::Value::Integer(seed as i64));
         Ok(toml::to_string(&table).unwrap_or_default())
     }
@@ -209,6 +226,22 @@ pub fn utc_stamp(secs: u64) -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The embedded chain `[chain]` describes: resumed from `chain.state` when
+/// that file exists, else new with the one subnet. Returns where to save it.
+pub fn local_chain(config: &Config) -> Result<(Arc<LocalChain>, Option<PathBuf>)> {
+    let block_time = Duration::from_secs_f64(config.chain.block_time);
+    let state_path = (!config.chain.state.is_empty()).then(|| PathBuf::from(&config.chain.state));
+    let chain = match &state_path {
+        Some(p) if p.exists() => LocalChain::load(p, block_time).map_err(Error::Config)?,
+        _ => LocalChain::new(LocalChainConfig {
+            block_time,
+            block_emission: config.chain.block_emission,
+            subnets: vec![(config.netuid, config.chain.hyperparams.clone(), None)],
+        }),
+    };
+    Ok((chain, state_path))
+}
+
 /// Serves `/metrics` when `metrics.port` is set.
 pub async fn start_metrics(
     config: &Config,
@@ -262,7 +295,8 @@ impl SubnetRun {
         let written = toml::to_string(&config).map_err(|e| Error::Config(format!("cannot write the config: {e}")))?;
         crate::fsutil::write_atomically(&dir.join("config.toml"), written.as_bytes())
             .map_err(|source| Error::Io { path: dir.join("config.toml"), source })?;
-        let runlog = Arc::new(Mutex::new(RunLog::open(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?));
+        let runlog =
+            Arc::new(Mutex::new(RunLog::open(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?));
 
         let metrics = Arc::new(Metrics::new());
         for p in &plugins.libraries {
@@ -272,16 +306,7 @@ impl SubnetRun {
 
         // The chain.
         let netuid = config.netuid;
-        let block_time = Duration::from_secs_f64(config.chain.block_time);
-        let state_path = (!config.chain.state.is_empty()).then(|| PathBuf::from(&config.chain.state));
-        let chain = match &state_path {
-            Some(p) if p.exists() => LocalChain::load(p, block_time).map_err(Error::Config)?,
-            _ => LocalChain::new(LocalChainConfig {
-                block_time,
-                block_emission: config.chain.block_emission,
-                subnets: vec![(netuid, config.chain.hyperparams.clone(), None)],
-            }),
-        };
+        let (chain, state_path) = local_chain(&config)?;
 
         // The neurons' keys and registrations: the validator first, then the miners.
         let mut names = HashMap::new();
@@ -370,7 +395,7 @@ impl SubnetRun {
         } else {
             None
         };
-        let scorer = scorer_plugin.new_scorer(&gpu, &config.plugin_section(scorer_plugin.name()))?;
+        let scorer = plugins.new_scorer(&gpu, &config)?;
         let on_epoch = self.on_epoch;
         let validator = Validator {
             name: "validator".into(),
@@ -397,10 +422,16 @@ impl SubnetRun {
                         tracing::info!(target: "neuron_host::subnet", "{name} stops answering queries (subnet.miners: stop_answering_after = {after})");
                     }
                 }
+                clear_progress_line();
                 on_epoch(report);
             }),
         };
+        let mut watched = vec!["validator".to_string()];
+        watched.extend(miners.iter().map(|m| m.name.clone()));
+        let progress = spawn_progress(chain.clone(), metrics.clone(), watched, self.stop.clone());
         let result = validator.run().await;
+        progress.abort();
+        clear_progress_line();
 
         let mut trained = Vec::new();
         for m in miners {
@@ -419,6 +450,56 @@ impl SubnetRun {
 async fn stop_all(miners: Vec<MinerHandle>) {
     for m in miners {
         m.stop().await;
+    }
+}
+
+/// Whether progress goes to a terminal (one line redrawn in place) or to a log (a line now and then).
+fn progress_on_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// Shows where the run is: the block, the validator's steps and each miner's
+/// step and loss, read from the metrics the neurons already keep. On a
+/// terminal one status line is redrawn every second; otherwise a log line
+/// every 30 seconds.
+fn spawn_progress(
+    chain: Arc<LocalChain>,
+    metrics: Arc<Metrics>,
+    neurons: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let terminal = progress_on_terminal();
+    tokio::spawn(async move {
+        let period = Duration::from_secs(if terminal { 1 } else { 30 });
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        while !stop.load(Ordering::Acquire) {
+            ticker.tick().await;
+            let mut parts = vec![format!("block {}", chain.current_block())];
+            for name in &neurons {
+                let label = crate::metrics::prometheus::neuron(name);
+                let step = metrics.global_step.get_or_create(&label).get();
+                let loss = metrics.loss.get_or_create(&label).get();
+                parts.push(if loss > 0.0 {
+                    format!("{name} step {step} loss {loss:.3}")
+                } else {
+                    format!("{name} step {step}")
+                });
+            }
+            let line = parts.join(" | ");
+            if terminal {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                tracing::info!(target: "neuron_host::subnet", "{line}");
+            }
+        }
+    })
+}
+
+/// Clears the progress line before something else is printed.
+pub fn clear_progress_line() {
+    if progress_on_terminal() {
+        eprint!("\r\x1b[2K");
     }
 }
 

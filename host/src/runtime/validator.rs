@@ -156,14 +156,22 @@ impl Validator {
         let block = Arc::new(AtomicU64::new(self.chain.block().await?));
         let tracker = track_blocks(self.chain.clone(), block.clone());
         let length = if self.settings.epoch_length > 0 { self.settings.epoch_length } else { u64::from(hp.tempo) };
-        let limit = (self.settings.epoch_time_limit > 0.0).then(|| Duration::from_secs_f64(self.settings.epoch_time_limit));
+        let limit =
+            (self.settings.epoch_time_limit > 0.0).then(|| Duration::from_secs_f64(self.settings.epoch_time_limit));
         let mut clock = EpochClock::new(length, limit, block.load(Ordering::Acquire));
         let mut sampler = BatchSampler::new(self.seed, self.settings.batch_size, self.settings.sequence_length);
         let initial_state = match (&mut self.model, self.settings.model_reset_every) {
             (Some(m), n) if n > 0 => Some(tokio::task::block_in_place(|| m.export_state(StateGroup::MODEL))?),
             _ => None,
         };
-        let mut l = Loop { uid, book: ScoreBook::new(self.settings.alpha), candidates: Vec::new(), cursor: 0, initial_state, steps: 0 };
+        let mut l = Loop {
+            uid,
+            book: ScoreBook::new(self.settings.alpha).with_zero_after_misses(self.settings.zero_after_misses),
+            candidates: Vec::new(),
+            cursor: 0,
+            initial_state,
+            steps: 0,
+        };
         l.book.resync(&mg);
         self.refresh_candidates(&mut l, &mg);
         tracing::info!(target: "neuron_host::validator", "{} (uid {uid}) validating subnet {}: epochs of {length} blocks", self.name, self.netuid);
@@ -256,7 +264,10 @@ impl Validator {
                 Outcome::Malformed => "malformed",
                 Outcome::Error => "error",
             };
-            self.metrics.queries.get_or_create(&OutcomeLabels { neuron: self.name.clone(), outcome: name.into() }).inc();
+            self.metrics
+                .queries
+                .get_or_create(&OutcomeLabels { neuron: self.name.clone(), outcome: name.into() })
+                .inc();
             self.metrics.query_latency.get_or_create(&label).observe(f64::from(r.latency_s));
             l.book.record(r.uid, outcome);
         }
@@ -295,7 +306,8 @@ impl Validator {
                 "loss": own_loss.is_finite().then_some(own_loss), "queried": responses.len(), "answered": answered, "step_s": elapsed,
             });
             let tag = format!("{}/loss", self.name);
-            let scalars: Vec<(&str, f64)> = if own_loss.is_finite() { vec![(tag.as_str(), f64::from(own_loss))] } else { vec![] };
+            let scalars: Vec<(&str, f64)> =
+                if own_loss.is_finite() { vec![(tag.as_str(), f64::from(own_loss))] } else { vec![] };
             log.lock().unwrap_or_else(|p| p.into_inner()).step(&record, l.steps as i64, &scalars);
         }
         Ok(())
@@ -349,7 +361,10 @@ impl Validator {
                     }
                     Err(e) => {
                         let reason = e.dispatch_error().map(|d| d.name().to_string()).unwrap_or_else(|| "other".into());
-                        self.metrics.weights_refused.get_or_create(&ReasonLabels { neuron: self.name.clone(), reason }).inc();
+                        self.metrics
+                            .weights_refused
+                            .get_or_create(&ReasonLabels { neuron: self.name.clone(), reason })
+                            .inc();
                         tracing::error!(target: "neuron_host::validator", "{}: weights not set: {e}", self.name);
                         format!("refused: {e}")
                     }
@@ -366,7 +381,11 @@ impl Validator {
                     uid: nr.uid,
                     hotkey: nr.hotkey.to_ss58(),
                     name: self.names.get(&nr.hotkey).cloned().unwrap_or_default(),
-                    role: if nr.uid == l.uid || nr.validator_permit && nr.axon.is_none() { "validator" } else { "miner" },
+                    role: if nr.uid == l.uid || nr.validator_permit && nr.axon.is_none() {
+                        "validator"
+                    } else {
+                        "miner"
+                    },
                     loss: stats.avg_loss,
                     score: l.book.scores()[u],
                     weight: shares[u],

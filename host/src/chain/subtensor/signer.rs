@@ -40,7 +40,9 @@ impl Sr25519Keypair {
 
     /// From a 32-byte mini secret (a seed), expanded as Substrate does (ed25519 mode).
     pub fn from_mini_secret(seed: &[u8; 32]) -> Result<Self, String> {
-        Keypair::from_seed(seed, Scheme::Sr25519).map(|k| Self(Arc::new(k))).map_err(|e| format!("not an sr25519 seed: {e}"))
+        Keypair::from_seed(seed, Scheme::Sr25519)
+            .map(|k| Self(Arc::new(k)))
+            .map_err(|e| format!("not an sr25519 seed: {e}"))
     }
 
     /// From a 64-byte expanded secret key as Bittensor keyfiles store it

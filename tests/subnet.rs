@@ -1,0 +1,152 @@
+//! A whole local subnet, run as the real binary on the `tiny` GPT model: the
+//! embedded chain, one validator and three miners talking signed HTTP over
+//! loopback. Miner 1 trains on clean data, miner 2 on data with 60% of the
+//! targets replaced by noise, miner 3 on clean data but stops answering after
+//! the first epoch.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use neuron_e2e::{host_command, plugin};
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+[plugin.gpt]
+preset = "tiny"
+
+[miner]
+lr = 3e-3
+warmup_steps = 5
+batch_size = 8
+sequence_length = 16
+
+[validator]
+sequence_length = 16
+
+[chain]
+block_time = 1.0
+
+[chain.hyperparams]
+tempo = 10
+
+[[subnet.miners]]
+seed = 11
+noise = 0.0
+
+[[subnet.miners]]
+seed = 12
+noise = 0.6
+
+[[subnet.miners]]
+seed = 13
+noise = 0.0
+stop_answering_after = 1
+"#;
+
+fn subnet_command(dir: &Path, epochs: u64) -> Command {
+    let config = dir.join("subnet.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let mut cmd = host_command();
+    cmd.arg("--plugin")
+        .arg(plugin("gpt"))
+        .arg("--scoring")
+        .arg(plugin("scoring_loss"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--epochs", &epochs.to_string()])
+        .arg("--run_dir")
+        .arg(dir.join("run"));
+    cmd
+}
+
+fn epochs(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("epochs.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("epochs.jsonl holds JSON lines"))
+        .collect()
+}
+
+fn row<'a>(epoch: &'a Value, name: &str) -> &'a Value {
+    epoch["uids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {epoch}"))
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn three_epochs_pay_the_miner_on_clean_data_and_drop_the_silent_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = subnet_command(dir.path(), 3).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let run = dir.path().join("run");
+    let epochs = epochs(&run);
+    assert_eq!(epochs.len(), 3, "{stdout}");
+    for (i, e) in epochs.iter().enumerate() {
+        assert_eq!(e["epoch"], i as u64 + 1);
+        assert_eq!(e["weights"], "set", "epoch {} weights: {}", i + 1, e["weights"]);
+    }
+    assert!(stdout.contains("validator (uid 0):") && stdout.contains("3 epochs, weights accepted in 3"), "{stdout}");
+    // The console shows a table per epoch.
+    assert_eq!(stdout.matches("uid  name").count(), 3, "{stdout}");
+
+    let last = &epochs[2];
+    let (clean, noisy, silent) = (row(last, "miner1"), row(last, "miner2"), row(last, "miner3"));
+    assert!(f(&clean["weight"]) > f(&noisy["weight"]), "clean data earns the larger weight: {last}");
+    assert!(f(&clean["incentive"]) > f(&noisy["incentive"]), "and the larger incentive: {last}");
+    assert!(f(&clean["loss"]) < f(&noisy["loss"]), "because its loss is lower: {last}");
+    // Silent from epoch 2: its weight is zero from then on, and the chain's
+    // next Yuma epoch pays it nothing.
+    assert_eq!(f(&row(&epochs[1], "miner3")["weight"]), 0.0, "{}", epochs[1]);
+    assert_eq!(f(&silent["weight"]), 0.0, "{last}");
+    assert_eq!(f(&silent["score"]), 0.0, "{last}");
+    assert_eq!(f(&silent["incentive"]), 0.0, "{last}");
+    assert!(f(&row(&epochs[0], "miner3")["weight"]) > 0.0, "it earned while it answered: {}", epochs[0]);
+    assert!(f(&row(&epochs[0], "miner3")["answered"]) > 0.0);
+
+    // The run log has training steps of every neuron, and the config it ran with.
+    let steps = std::fs::read_to_string(run.join("steps.jsonl")).unwrap();
+    for name in ["validator", "miner1", "miner2", "miner3"] {
+        assert!(steps.contains(&format!("\"neuron\":\"{name}\"")), "no steps of {name}");
+    }
+    assert!(std::fs::read_to_string(run.join("config.toml")).unwrap().contains("stop_answering_after = 1"));
+}
+
+#[test]
+fn interrupt_stops_cleanly_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = subnet_command(dir.path(), 100).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let run = dir.path().join("run");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while epochs(&run).is_empty() {
+        assert!(Instant::now() < deadline, "no epoch within 4 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the subnet exited early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "Ctrl-C is a clean stop: {stdout}\n{stderr}");
+    assert!(stderr.contains("stopping after the current step"), "{stderr}");
+    assert!(
+        stdout.contains("stopped after 1 of 100 epochs") || stdout.contains("stopped after 2 of 100 epochs"),
+        "{stdout}"
+    );
+    for name in ["miner1", "miner2", "miner3"] {
+        assert!(stdout.contains(&format!("{name} (uid ")), "{name} summarised: {stdout}");
+    }
+    assert!(stdout.contains("run log in"), "{stdout}");
+}
