@@ -169,6 +169,8 @@ impl Default for AxonSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MinerSettings {
+    /// Train the model (false: serve it as it is, e.g. a model loaded from a checkpoint).
+    pub train: bool,
     pub batch_size: u32,
     pub sequence_length: u32,
     /// Peak learning rate (after warm-up).
@@ -186,6 +188,7 @@ pub struct MinerSettings {
 impl Default for MinerSettings {
     fn default() -> Self {
         Self {
+            train: true,
             batch_size: 8,
             sequence_length: 64,
             lr: 1e-3,

@@ -118,6 +118,7 @@ async fn run_subnet(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
     };
     let summary = SubnetRun {
         config,
+        metrics: Arc::new(Metrics::new()),
         stop,
         on_epoch: Box::new(print_epoch),
         on_metrics: Box::new(|addr| println!("metrics on http://{addr}/metrics")),

@@ -76,6 +76,7 @@ pub struct Metrics {
     pub uid_weight: Family<UidLabels, FGauge>,
     pub queries: Family<OutcomeLabels, Counter>,
     pub query_latency: Family<NeuronLabel, Histogram>,
+    pub forward_duration: Family<NeuronLabel, Histogram>,
     pub chain_request_duration: Family<CallLabels, Histogram>,
     pub chain_errors: Family<CallLabels, Counter>,
     pub weights_set: Family<NeuronLabel, Counter>,
@@ -108,6 +109,7 @@ impl Metrics {
             uid_weight: Family::default(),
             queries: Family::default(),
             query_latency: hist(),
+            forward_duration: hist(),
             chain_request_duration: Family::<CallLabels, Histogram>::new_with_constructor(|| {
                 Histogram::new(seconds_buckets())
             }),
@@ -153,6 +155,12 @@ impl Metrics {
                 "Time from sending a query to its answer",
                 Unit::Seconds,
                 m.query_latency.clone(),
+            );
+            r.register_with_unit(
+                "forward_duration",
+                "Time a miner's model spent computing the answer to one query",
+                Unit::Seconds,
+                m.forward_duration.clone(),
             );
             r.register_with_unit(
                 "chain_request_duration",

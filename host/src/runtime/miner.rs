@@ -123,6 +123,8 @@ impl Miner {
             model: self.model.clone(),
             max_top_k: self.settings.max_top_k,
             answering: answering.clone(),
+            metrics: self.metrics.clone(),
+            name: self.name.clone(),
         };
         let server = net::serve(server_config, &self.keypair, service, directory.clone()).await?;
         let addr = server.local_addr();
@@ -156,14 +158,18 @@ impl Miner {
         let stop = Arc::new(AtomicBool::new(false));
         let global_step = Arc::new(AtomicU64::new(0));
         let handle_name = self.name.clone();
-        let trainer = {
+        let trainer = if !self.settings.train {
+            tracing::info!(target: "neuron_host::miner", "{} serves its model without training it (miner.train = false)", self.name);
+            None
+        } else {
             let stop = stop.clone();
             let global_step = global_step.clone();
             let name = self.name.clone();
             std::thread::Builder::new()
                 .name(format!("{}-train", self.name))
                 .spawn(move || train_loop(&self, &stop, &global_step))
-                .map_err(|e| Error::Config(format!("cannot start {name}'s training thread: {e}")))?
+                .map_err(|e| Error::Config(format!("cannot start {name}'s training thread: {e}")))
+                .map(Some)?
         };
         Ok(MinerHandle {
             name: handle_name,
@@ -172,7 +178,7 @@ impl Miner {
             answering,
             global_step,
             stop,
-            trainer: Some(trainer),
+            trainer,
             server: Some(server),
             refresher,
         })

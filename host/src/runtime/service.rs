@@ -15,6 +15,7 @@ use std::{
 use neuron_plugin_api::{ForwardOutput, ModelDescription, OutputKind};
 
 use crate::{
+    metrics::prometheus::{neuron, Metrics},
     net::{Caller, ForwardQuery, ForwardService, ModelSummary, ServiceError},
     plugins::PluginModel,
 };
@@ -60,6 +61,9 @@ pub struct ModelService {
     pub max_top_k: u32,
     /// Cleared when the miner stops answering (queries then get 503).
     pub answering: Arc<AtomicBool>,
+    /// Where the time spent computing answers is recorded, and under which neuron.
+    pub metrics: Arc<Metrics>,
+    pub name: String,
 }
 
 impl ForwardService for ModelService {
@@ -71,6 +75,7 @@ impl ForwardService for ModelService {
         let model = self.model.clone();
         let answering = self.answering.load(Ordering::Acquire);
         let max_k = self.max_top_k;
+        let timer = self.metrics.forward_duration.get_or_create(&neuron(&self.name)).clone();
         async move {
             if !answering {
                 return Err(ServiceError::Unavailable("this neuron is not answering queries".into()));
@@ -89,8 +94,15 @@ impl ForwardService for ModelService {
             if request.kind == OutputKind::TOP_K && (request.k == 0 || request.k > max_k) {
                 return Err(ServiceError::BadQuery(format!("top-k must be between 1 and {max_k}, got {}", request.k)));
             }
-            tokio::task::spawn_blocking(move || model.query(|m| m.forward(query.token_batch(), query.output_request())))
-                .await
+            tokio::task::spawn_blocking(move || {
+                model.query(|m| {
+                    let started = std::time::Instant::now();
+                    let out = m.forward(query.token_batch(), query.output_request());
+                    timer.observe(started.elapsed().as_secs_f64());
+                    out
+                })
+            })
+            .await
                 .map_err(|e| ServiceError::Internal(format!("forward task failed: {e}")))?
                 .map_err(|e| ServiceError::Internal(e.to_string()))
         }

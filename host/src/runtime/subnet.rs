@@ -274,6 +274,8 @@ pub struct SubnetSummary {
 /// How to run a local subnet beyond its config.
 pub struct SubnetRun {
     pub config: Config,
+    /// The metric families every neuron of the subnet records into.
+    pub metrics: Arc<Metrics>,
     /// Set to stop early (Ctrl-C).
     pub stop: Arc<AtomicBool>,
     /// Called with each epoch's report.
@@ -298,7 +300,7 @@ impl SubnetRun {
         let runlog =
             Arc::new(Mutex::new(RunLog::open(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?));
 
-        let metrics = Arc::new(Metrics::new());
+        let metrics = self.metrics.clone();
         for p in &plugins.libraries {
             metrics.plugin_info(p.name(), &p.info().version, &p.info().kinds.names().join("+"));
         }

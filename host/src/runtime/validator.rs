@@ -240,7 +240,10 @@ impl Validator {
         l.cursor = (l.cursor + take) % l.candidates.len().max(1);
         let tokens = TokenBatch::new(batch.batch, batch.seq, &batch.tokens);
         let query = ForwardQuery::new(tokens, OutputRequest::top_k(self.settings.top_k));
+        let query_started = Instant::now();
         let answers = client.forward_all(&peers, &query).await;
+        let query_s = query_started.elapsed().as_secs_f64();
+        let scoring_started = Instant::now();
         let responses: Vec<_> = answers.iter().zip(&peers).map(|(a, p)| a.to_miner_response(p.uid)).collect();
         let scores = tokio::task::block_in_place(|| {
             self.scorer.score(
@@ -248,6 +251,7 @@ impl Validator {
                 &responses,
             )
         })?;
+        let mut plugin_s = scoring_started.elapsed().as_secs_f64();
         let label = neuron(&self.name);
         for (i, r) in responses.iter().enumerate() {
             let outcome = match r.status {
@@ -274,6 +278,7 @@ impl Validator {
         let mut own_loss = f32::NAN;
         if let Some(model) = &mut self.model {
             let lr = self.settings.lr as f32;
+            let training_started = Instant::now();
             own_loss = tokio::task::block_in_place(|| -> Result<f32> {
                 model.zero_grad()?;
                 let loss = model.loss(tokens, &batch.targets)?;
@@ -281,6 +286,7 @@ impl Validator {
                 model.step(lr)?;
                 Ok(loss)
             })?;
+            plugin_s += training_started.elapsed().as_secs_f64();
             l.steps += 1;
             if let Some(initial) = &l.initial_state {
                 if l.steps % self.settings.model_reset_every == 0 {
@@ -304,6 +310,7 @@ impl Validator {
             let record = json!({
                 "time": unix_time(), "neuron": self.name, "role": "validator", "step": l.steps, "block": block,
                 "loss": own_loss.is_finite().then_some(own_loss), "queried": responses.len(), "answered": answered, "step_s": elapsed,
+                "query_s": query_s, "plugin_s": plugin_s,
             });
             let tag = format!("{}/loss", self.name);
             let scalars: Vec<(&str, f64)> =
