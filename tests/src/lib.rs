@@ -30,7 +30,9 @@ static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
 
 /// Builds the workspace the way `cargo test --workspace` does (the same targets,
 /// same features, so nothing rebuilds when it already ran) and records where
-/// cargo put each shared library and the `neuron-host` binary.
+/// cargo put each shared library and the `neuron-host` binary. Benchmarks
+/// (release) build only libraries and binaries: test targets in release would
+/// be minutes of work nobody runs.
 fn artifacts() -> &'static Artifacts {
     ARTIFACTS.get_or_init(|| {
         let mut cmd = Command::new(cargo());
@@ -39,11 +41,11 @@ fn artifacts() -> &'static Artifacts {
             "--workspace",
             "--lib",
             "--bins",
-            "--tests",
-            "--examples",
             "--message-format=json-render-diagnostics",
         ]);
-        if !cfg!(debug_assertions) {
+        if cfg!(debug_assertions) {
+            cmd.args(["--tests", "--examples"]);
+        } else {
             cmd.arg("--release");
         }
         let out = cmd.output().expect("cargo runs");
