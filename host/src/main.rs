@@ -9,6 +9,7 @@ use neuron_host::{
     gpu::{GpuDevice, GpuOptions},
     jobs::{chain, inspect, plugin_check, run as run_job, wallet as wallet_job},
     logging,
+    runtime::scorer_slot::ConfigSource,
     wallet::{Scheme, WalletConfig},
     Result,
 };
@@ -384,7 +385,8 @@ fn run(cli: Cli) -> Result<()> {
         None => {
             let loaded = cli.run.load()?;
             logging::init_with_format(&loaded.config.logging.format);
-            run_job::run(loaded.config)
+            let source = ConfigSource { file: cli.run.config.clone(), flags: cli.run.overrides()? };
+            run_job::run(loaded.config, source)
         }
     }
 }
