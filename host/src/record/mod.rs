@@ -63,7 +63,7 @@
 //! that runs past its file, a length that does not add up, and a gap in the
 //! segment sequence, each with one line naming the file and the byte offset.
 
-mod format;
+pub(crate) mod format;
 mod reader;
 mod writer;
 
