@@ -232,6 +232,41 @@ pub struct ValidatorSettings {
     /// Legacy pipeline: drop this lowest quantile of weights (u16 proportion).
     pub exclude_quantile: u16,
     pub version_key: u64,
+    /// `[validator.record]`: what the validator saw, for `neuron-host rescore`.
+    pub record: RecordSettings,
+}
+
+/// Recording a validator's steps and epochs (off unless `dir` is set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordSettings {
+    /// Directory of the record's segment files ("" records nothing).
+    pub dir: String,
+    /// Bound on the bytes of all segments together.
+    pub max_bytes: u64,
+    /// At the bound: "rotate" (delete the oldest segments) or "stop" (stop recording, one warning).
+    pub when_full: String,
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        Self { dir: String::new(), max_bytes: 1 << 30, when_full: "rotate".into() }
+    }
+}
+
+impl RecordSettings {
+    /// The recorder's settings, `None` when recording is off.
+    pub fn recorder(&self) -> Option<crate::record::RecorderSettings> {
+        (!self.dir.is_empty()).then(|| crate::record::RecorderSettings {
+            dir: PathBuf::from(&self.dir),
+            max_bytes: self.max_bytes,
+            when_full: if self.when_full == "stop" {
+                crate::record::WhenFull::Stop
+            } else {
+                crate::record::WhenFull::Rotate
+            },
+        })
+    }
 }
 
 impl Default for ValidatorSettings {
@@ -252,6 +287,7 @@ impl Default for ValidatorSettings {
             weights_pipeline: WeightsPipeline::Legacy,
             exclude_quantile: 0,
             version_key: 0,
+            record: RecordSettings::default(),
         }
     }
 }
@@ -471,6 +507,9 @@ impl Default for Config {
         }
     }
 }
+
+/// Smallest bound a record may have.
+const MIN_RECORD_BYTES: u64 = 64 * 1024;
 
 /// Subtrees whose keys are checked by their owner, not against the defaults.
 const FREE_FORM: &[&str] = &["plugin", "net", "presets", "subnet.miners"];
@@ -776,6 +815,18 @@ impl Config {
         }
         .validate()
         .map_err(|e| Error::Config(format!("miner: {e}")))?;
+        if !["rotate", "stop"].contains(&self.validator.record.when_full.as_str()) {
+            return bad(format!(
+                "validator.record.when_full `{}` is not rotate or stop",
+                self.validator.record.when_full
+            ));
+        }
+        if self.validator.record.max_bytes < MIN_RECORD_BYTES {
+            return bad(format!(
+                "validator.record.max_bytes must be at least {MIN_RECORD_BYTES} (64 KiB), got {}",
+                self.validator.record.max_bytes
+            ));
+        }
         if !["keep", "reset"].contains(&self.on_scorer_switch.as_str()) {
             return bad(format!("on_scorer_switch `{}` is not keep or reset", self.on_scorer_switch));
         }
@@ -923,5 +974,20 @@ mod tests {
         let bad = [Override::flag("validator.topk", "--validator.topk", 1i64)];
         let e = Config::load_layers(None, &bad).unwrap_err().to_string();
         assert!(e.contains("did you mean `top_k`") && e.contains("flag --validator.topk"), "{e}");
+    }
+
+    #[test]
+    fn recording_is_off_by_default_and_its_bounds_are_checked() {
+        let c = Config::parse("").unwrap();
+        assert!(c.validator.record.recorder().is_none(), "recording is off unless validator.record.dir is set");
+        let c = Config::parse("[validator.record]\ndir = \"rec\"\nmax_bytes = 100000\nwhen_full = \"stop\"\n").unwrap();
+        let r = c.validator.record.recorder().unwrap();
+        assert_eq!((r.dir.to_str(), r.max_bytes, r.when_full), (Some("rec"), 100_000, crate::record::WhenFull::Stop));
+        let e = Config::parse("[validator.record]\ndir = \"rec\"\nwhen_full = \"drop\"\n").unwrap_err().to_string();
+        assert!(e.contains("validator.record.when_full `drop` is not rotate or stop") && !e.contains('\n'), "{e}");
+        let e = Config::parse("[validator.record]\nmax_bytes = 1000\n").unwrap_err().to_string();
+        assert!(e.contains("max_bytes must be at least 65536"), "{e}");
+        let e = Config::parse("[validator.record]\ndirectory = \"rec\"\n").unwrap_err().to_string();
+        assert!(e.contains("validator.record.directory"), "{e}");
     }
 }

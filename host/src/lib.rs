@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod plugins;
+pub mod record;
 pub mod report;
 pub mod runtime;
 pub mod wallet;

@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use neuron_host::{
     config::{Config, Override},
     gpu::{GpuDevice, GpuOptions},
-    jobs::{chain, inspect, plugin_check, run as run_job, wallet as wallet_job},
+    jobs::{chain, inspect, plugin_check, rescore, run as run_job, wallet as wallet_job},
     logging,
+    runtime::scorer_slot::ConfigSource,
     wallet::{Scheme, WalletConfig},
     Result,
 };
@@ -143,6 +144,8 @@ impl RunArgs {
     }
 }
 
+// Parsed once per process: the size of the largest variant (the run flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Show the configuration the main job would run with, and where each value came from.
@@ -177,6 +180,26 @@ enum Command {
         /// A node's WebSocket URL (a local node: ws://127.0.0.1:9944); wins over --subtensor.network.
         #[arg(long = "subtensor.chain_endpoint", global = true, value_name = "URL")]
         chain_endpoint: Option<String>,
+    },
+    /// Replay a validator's record (validator.record.dir) through scoring policies offline and
+    /// show, per epoch and uid, the weights each would have set and the incentive they would earn.
+    Rescore {
+        /// The record directory (seg-NNNNNNNN.nhr files).
+        #[arg(long, value_name = "DIR")]
+        record: PathBuf,
+        /// A scoring plugin library, one column each (repeatable).
+        #[arg(long = "scoring", value_name = "PATH", required = true)]
+        scoring: Vec<PathBuf>,
+        /// A config file whose [plugin.<name>] sections configure the policies (default: the
+        /// configuration recorded for a live scorer of the same name, else the plugin's defaults).
+        #[arg(long = "scorer-config", value_name = "FILE")]
+        scorer_config: Option<PathBuf>,
+        /// Replay up to a frame cut short at the end of the record (a validator stopped while writing).
+        #[arg(long)]
+        allow_partial: bool,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Create and inspect wallets (the Bittensor SDK's layout and keyfiles).
     Wallet {
@@ -355,6 +378,9 @@ fn run(cli: Cli) -> Result<()> {
             WalletCommand::Show { wallet } => wallet_job::show(&wallet.resolve()?),
             WalletCommand::List { wallet } => wallet_job::list(&wallet.resolve()?),
         },
+        Some(Command::Rescore { record, scoring, scorer_config, allow_partial, json }) => {
+            rescore::run(&rescore::RescoreOptions { record, scoring, scorer_config, allow_partial, json })
+        }
         Some(Command::Gpu) => {
             let options = GpuOptions::from_env();
             for line in GpuDevice::list_adapters(&options) {
@@ -384,7 +410,8 @@ fn run(cli: Cli) -> Result<()> {
         None => {
             let loaded = cli.run.load()?;
             logging::init_with_format(&loaded.config.logging.format);
-            run_job::run(loaded.config)
+            let source = ConfigSource { file: cli.run.config.clone(), flags: cli.run.overrides()? };
+            run_job::run(loaded.config, source)
         }
     }
 }

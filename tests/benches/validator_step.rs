@@ -116,6 +116,7 @@ run_dir = "{run}"
             stop: Arc::new(AtomicBool::new(false)),
             on_epoch: Box::new(|_| {}),
             on_metrics: Box::new(|_| {}),
+            reload: None,
         }
         .run()
         .await

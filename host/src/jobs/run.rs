@@ -7,7 +7,9 @@
 //! embedded chain with `subtensor.network = "local"` (registered for free,
 //! a development key when the wallet has no hotkey). Ctrl-C stops at
 //! the end of the current step; the miners' training threads and servers
-//! are stopped, the run log flushed and the chain state saved.
+//! are stopped, the run log flushed and the chain state saved. SIGHUP asks
+//! the validator (of a local subnet, or alone) to read its config again and
+//! apply it at the next epoch boundary (`runtime::scorer_slot`).
 
 use std::{
     path::PathBuf,
@@ -30,8 +32,10 @@ use crate::{
     metrics::{prometheus::Metrics, runlog::RunLog},
     net::ClientConfig,
     plugins::PluginModel,
+    record::Recorder,
     runtime::{
         miner::Miner,
+        scorer_slot::{slot_for, ConfigSource},
         service::SharedModel,
         subnet::{self, format_epoch, start_metrics, PluginSet, SubnetRun, SubnetSummary},
         validator::{EpochReport, Validator},
@@ -39,8 +43,9 @@ use crate::{
     wallet::{Keypair, PasswordSource},
 };
 
-/// Runs the job on a new multi-threaded runtime.
-pub fn run(config: Config) -> Result<()> {
+/// Runs the job on a new multi-threaded runtime. `source` is where `config`
+/// came from, read again on SIGHUP or when the file changes.
+pub fn run(config: Config, source: ConfigSource) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("neuron-host")
@@ -49,9 +54,12 @@ pub fn run(config: Config) -> Result<()> {
     runtime.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
         spawn_interrupt_handler(stop.clone());
+        let hangup = Arc::new(AtomicBool::new(false));
+        spawn_hangup_handler(hangup.clone(), config.role);
+        let reload = Some((source, hangup));
         match config.role {
-            Role::Subnet => run_subnet(config, stop).await,
-            Role::Miner | Role::Validator => run_neuron(config, stop).await,
+            Role::Subnet => run_subnet(config, stop, reload).await,
+            Role::Miner | Role::Validator => run_neuron(config, stop, reload).await,
         }
     })
 }
@@ -70,6 +78,27 @@ fn spawn_interrupt_handler(stop: Arc<AtomicBool>) {
         }
     });
 }
+
+/// SIGHUP sets `flag`; the validator's scorer slot reads it once per step.
+/// Registered once, before anything slow, so a hangup never kills the run.
+#[cfg(unix)]
+fn spawn_hangup_handler(flag: Arc<AtomicBool>, role: Role) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if role == Role::Miner {
+                tracing::warn!(target: "neuron_host::run", "SIGHUP ignored: a miner reads its config only at start; restart it to change the config");
+            } else {
+                tracing::info!(target: "neuron_host::run", "SIGHUP: the config is read again and applied at the next epoch boundary");
+                flag.store(true, Ordering::Release);
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_hangup_handler(_flag: Arc<AtomicBool>, _role: Role) {}
 
 /// SIGINT and SIGTERM, listened to from one registration for the whole run.
 #[cfg(unix)]
@@ -111,7 +140,9 @@ impl Interrupts {
     }
 }
 
-async fn run_subnet(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
+type ReloadSource = Option<(ConfigSource, Arc<AtomicBool>)>;
+
+async fn run_subnet(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource) -> Result<()> {
     let epochs = config.epochs;
     let print_epoch = |report: &EpochReport| {
         println!("{}", format_epoch(report));
@@ -122,6 +153,7 @@ async fn run_subnet(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         stop,
         on_epoch: Box::new(print_epoch),
         on_metrics: Box::new(|addr| println!("metrics on http://{addr}/metrics")),
+        reload,
     }
     .run()
     .await?;
@@ -145,7 +177,7 @@ pub fn neuron_dir(config: &Config) -> Result<PathBuf> {
 }
 
 /// One miner or validator with a wallet, on a subtensor node.
-async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
+async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource) -> Result<()> {
     let selection = ChainSelection::from_flags(Some(&config.subtensor.network), Some(&config.subtensor.chain_endpoint))
         .map_err(Error::Config)?;
     let wallet = config.wallet_config().wallet()?;
@@ -216,6 +248,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         runlog,
         dir,
         stop,
+        reload,
     )
     .await;
     if let Some((chain, state_path, producer)) = local {
@@ -242,6 +275,7 @@ async fn run_role(
     runlog: Arc<Mutex<RunLog>>,
     dir: PathBuf,
     stop: Arc<AtomicBool>,
+    reload: ReloadSource,
 ) -> Result<()> {
     let on_node = !config.subtensor.chain_endpoint.is_empty() || config.subtensor.network != "local";
     match config.role {
@@ -277,7 +311,9 @@ async fn run_role(
             }
         }
         _ => {
-            let scorer = plugins.new_scorer(&gpu, &config)?;
+            let scorer = plugins.new_scorer(&gpu, config)?;
+            let scorer = slot_for(scorer, &plugins, config, &gpu, reload);
+            let recorder = Recorder::from_config(&config.validator.record, &name)?;
             let net = config.net_config();
             let summary = Validator {
                 name: name.clone(),
@@ -286,6 +322,7 @@ async fn run_role(
                 keypair,
                 model: config.validator.train.then_some(model),
                 scorer,
+                recorder,
                 dataset,
                 vocab_size,
                 seed: config.data.seed,

@@ -32,7 +32,8 @@ use crate::{
 
 pub use log_sink::HostLogSink;
 
-/// A plugin library, loaded and initialised.
+/// A plugin library, loaded and initialised. Cloning shares the library.
+#[derive(Clone)]
 pub struct LoadedPlugin {
     path: PathBuf,
     module: PluginModRef,

@@ -146,6 +146,33 @@ impl ScoreBook {
         self.scores.iter_mut().for_each(|s| *s = 0.0);
     }
 
+    pub fn alpha(&self) -> f32 {
+        self.alpha
+    }
+
+    pub fn zero_after_misses(&self) -> u32 {
+        self.zero_after_misses
+    }
+
+    /// A new moving-average weight (a config reload); ignored outside (0, 1].
+    pub fn set_alpha(&mut self, alpha: f32) {
+        if alpha > 0.0 && alpha <= 1.0 {
+            self.alpha = alpha;
+        }
+    }
+
+    pub fn set_zero_after_misses(&mut self, misses: u32) {
+        self.zero_after_misses = misses;
+    }
+
+    /// Restores each uid's run of failed queries (a replay starting from a
+    /// recorded snapshot); uids past `misses` keep theirs.
+    pub fn restore_misses(&mut self, misses: &[u32]) {
+        for (stats, &m) in self.stats.iter_mut().zip(misses) {
+            stats.misses_in_a_row = m;
+        }
+    }
+
     /// Restores scores saved earlier for the hotkeys that still hold the same
     /// uid (a restarted validator realigned to today's metagraph).
     pub fn restore(&mut self, hotkeys: &[AccountId], scores: &[f32]) {

@@ -23,6 +23,7 @@ use neuron_plugin_api::PluginKinds;
 
 use super::{
     miner::{Miner, MinerHandle, TrainSummary},
+    scorer_slot::{slot_for, ConfigSource},
     service::SharedModel,
     validator::{EpochReport, Validator, ValidatorSummary},
 };
@@ -42,6 +43,7 @@ use crate::{
     },
     net::ClientConfig,
     plugins::{load_all, LoadedPlugin, PluginScorer},
+    record::Recorder,
     wallet::{Keypair, Scheme},
 };
 
@@ -101,26 +103,7 @@ impl PluginSet {
             libraries.push(LoadedPlugin::load(&path)?);
             found = scorers(&libraries);
         }
-        let scorer = if config.scorer.is_empty() {
-            match found.as_slice() {
-                [] => None,
-                [one] => Some(*one),
-                many => {
-                    return Err(Error::Config(format!(
-                        "more than one scorer loaded ({}); name the one to use with --scorer NAME",
-                        many.iter().map(|&i| libraries[i].name()).collect::<Vec<_>>().join(", ")
-                    )))
-                }
-            }
-        } else {
-            Some(found.iter().copied().find(|&i| libraries[i].name() == config.scorer).ok_or_else(|| {
-                Error::Config(format!(
-                    "scorer `{}` is not among the plugins loaded ({}); load it with --scoring PATH",
-                    config.scorer,
-                    names(&libraries)
-                ))
-            })?)
-        };
+        let scorer = select_scorer(&libraries, &found, &config.scorer)?;
         Ok(Self { libraries, model, scorer })
     }
 
@@ -144,16 +127,17 @@ impl PluginSet {
     pub fn new_scorer(&self, gpu: &Arc<GpuDevice>, config: &Config) -> Result<PluginScorer> {
         let plugin =
             self.scorer().ok_or_else(|| Error::Config("no scoring plugin loaded; pass --scoring PATH".into()))?;
-        let plain = config.plugin_section(plugin.name());
-        let scorer = plugin.new_scorer(gpu, &plain)?;
-        let known: Vec<String> =
-            scorer.describe()?.config.parse::<toml::Table>().map(|t| t.keys().cloned().collect()).unwrap_or_default();
-        let with_preset = config.scorer_section(plugin.name(), &known);
-        if with_preset.parse::<toml::Table>().ok() == plain.parse::<toml::Table>().ok() {
-            return Ok(scorer);
-        }
-        drop(scorer);
-        plugin.new_scorer(gpu, &with_preset)
+        build_scorer(plugin, gpu, config)
+    }
+
+    /// The libraries that provide a scorer (the candidates a config reload picks from).
+    pub fn scorer_libraries(&self) -> Vec<usize> {
+        (0..self.libraries.len()).filter(|&i| self.libraries[i].provides(PluginKinds::SCORER)).collect()
+    }
+
+    /// Index in `libraries` of the scorer in use.
+    pub fn scorer_index(&self) -> Option<usize> {
+        self.scorer
     }
 
     /// The model plugin's section with `seed` set, unless the section sets it.
@@ -165,6 +149,42 @@ impl PluginSet {
         table.entry("seed").or_insert(toml::Value::Integer(seed as i64));
         Ok(toml::to_string(&table).unwrap_or_default())
     }
+}
+
+/// Picks the scorer among `candidates` (indices into `libraries`): the one
+/// called `name`, else the only one; `None` when there is none.
+pub fn select_scorer(libraries: &[LoadedPlugin], candidates: &[usize], name: &str) -> Result<Option<usize>> {
+    if name.is_empty() {
+        return match candidates {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            many => Err(Error::Config(format!(
+                "more than one scorer loaded ({}); name the one to use with --scorer NAME",
+                many.iter().map(|&i| libraries[i].name()).collect::<Vec<_>>().join(", ")
+            ))),
+        };
+    }
+    candidates.iter().copied().find(|&i| libraries[i].name() == name).map(Some).ok_or_else(|| {
+        Error::Config(format!(
+            "scorer `{name}` is not among the plugins loaded ({}); load it with --scoring PATH",
+            names(libraries)
+        ))
+    })
+}
+
+/// Builds `plugin`'s scorer with its `[plugin.<name>]` section, and the network
+/// preset's values for the scoring keys the section leaves out and the scorer knows.
+pub fn build_scorer(plugin: &LoadedPlugin, gpu: &Arc<GpuDevice>, config: &Config) -> Result<PluginScorer> {
+    let plain = config.plugin_section(plugin.name());
+    let scorer = plugin.new_scorer(gpu, &plain)?;
+    let known: Vec<String> =
+        scorer.describe()?.config.parse::<toml::Table>().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let with_preset = config.scorer_section(plugin.name(), &known);
+    if with_preset.parse::<toml::Table>().ok() == plain.parse::<toml::Table>().ok() {
+        return Ok(scorer);
+    }
+    drop(scorer);
+    plugin.new_scorer(gpu, &with_preset)
 }
 
 fn names(libraries: &[LoadedPlugin]) -> String {
@@ -282,6 +302,9 @@ pub struct SubnetRun {
     pub on_epoch: Box<dyn Fn(&EpochReport) + Send + Sync>,
     /// Called once the metrics server listens.
     pub on_metrics: Box<dyn Fn(std::net::SocketAddr) + Send + Sync>,
+    /// Where the config came from and the SIGHUP flag: the validator's scorer
+    /// then follows config changes at epoch boundaries (None: fixed).
+    pub reload: Option<(ConfigSource, Arc<AtomicBool>)>,
 }
 
 impl SubnetRun {
@@ -398,6 +421,8 @@ impl SubnetRun {
             None
         };
         let scorer = plugins.new_scorer(&gpu, &config)?;
+        let scorer = slot_for(scorer, &plugins, &config, &gpu, self.reload);
+        let recorder = Recorder::from_config(&config.validator.record, "validator")?;
         let on_epoch = self.on_epoch;
         let validator = Validator {
             name: "validator".into(),
@@ -406,6 +431,7 @@ impl SubnetRun {
             keypair: validator_key,
             model: own_model,
             scorer,
+            recorder,
             dataset: dataset.clone(),
             vocab_size: description.vocab_size,
             seed: config.data.seed ^ 0x7a11,
@@ -531,6 +557,9 @@ pub fn format_epoch(report: &EpochReport) -> String {
             r.stake as f64 / 1e9,
             format!("{}/{}", r.answered, r.queried)
         ));
+    }
+    if let Some(switch) = &report.scorer_switch {
+        out.push_str(&format!("  scorer switched for the next epoch: {switch}\n"));
     }
     out
 }

@@ -28,7 +28,9 @@ use serde_json::json;
 use super::{
     epoch::EpochClock,
     miner::unix_time,
+    scorer_slot::ScorerSlot,
     scores::{Outcome, ScoreBook},
+    scoring::{epoch_weights, outcome, WeightRules},
 };
 use crate::{
     chain::{
@@ -46,9 +48,9 @@ use crate::{
         runlog::RunLog,
     },
     net::{Client, ClientConfig, ForwardQuery, Peer},
-    plugins::{PluginModel, PluginScorer},
+    plugins::PluginModel,
+    record::{BookState, EpochRecord, RecordedNeuron, RecordedResponse, Recorder, StepRecord, WeightsOutcomeCode},
     wallet::Keypair,
-    weights::{emit, WeightLimits},
 };
 
 /// Everything a validator is made of.
@@ -59,7 +61,10 @@ pub struct Validator {
     pub keypair: Arc<Keypair>,
     /// The validator's own model, trained on each batch (None: scoring only).
     pub model: Option<PluginModel>,
-    pub scorer: PluginScorer,
+    /// The scoring policy; swapped at an epoch boundary when the config changes.
+    pub scorer: ScorerSlot,
+    /// Records steps and epochs for `neuron-host rescore` (or does nothing).
+    pub recorder: Recorder,
     pub dataset: Arc<Dataset>,
     pub vocab_size: u32,
     pub seed: u64,
@@ -107,6 +112,14 @@ pub struct EpochReport {
     pub steps: u64,
     /// "set", "committed (reveal in epoch N)", or why nothing was set.
     pub weights: String,
+    /// The scorer that scored this epoch's steps.
+    pub scorer: String,
+    /// A scorer switch that took effect at the end of this epoch ("a → b, scores kept").
+    pub scorer_switch: Option<String>,
+    /// Scorer switches so far in this run.
+    pub scorer_switches: u64,
+    /// What a config re-read at the end of this epoch did (null when none was due).
+    pub config_reload: Option<String>,
     pub uids: Vec<EpochRow>,
 }
 
@@ -139,6 +152,7 @@ struct Loop {
     cursor: usize,
     initial_state: Option<Vec<Tensor>>,
     steps: u64,
+    epochs: u64,
 }
 
 impl Validator {
@@ -171,6 +185,7 @@ impl Validator {
             cursor: 0,
             initial_state,
             steps: 0,
+            epochs: 0,
         };
         l.book.resync(&mg);
         self.refresh_candidates(&mut l, &mg);
@@ -245,23 +260,36 @@ impl Validator {
         let query_s = query_started.elapsed().as_secs_f64();
         let scoring_started = Instant::now();
         let responses: Vec<_> = answers.iter().zip(&peers).map(|(a, p)| a.to_miner_response(p.uid)).collect();
+        self.scorer.poll();
         let scores = tokio::task::block_in_place(|| {
             self.scorer.score(
+                &self.name,
                 ScoringBatch { tokens, targets: batch.targets.as_slice().into(), vocab_size: self.vocab_size },
                 &responses,
             )
         })?;
         let mut plugin_s = scoring_started.elapsed().as_secs_f64();
+        // Recording hook: the step as the scorer saw it, before the book takes it in.
+        let state = BookState { netuid: self.netuid, own_uid: l.uid, steps: l.steps, epochs: l.epochs, book: &l.book };
+        self.recorder.step(state, || StepRecord {
+            step: l.steps + 1,
+            block,
+            vocab_size: self.vocab_size,
+            alpha: l.book.alpha(),
+            zero_after_misses: l.book.zero_after_misses(),
+            batch: batch.batch,
+            seq_len: batch.seq,
+            tokens: batch.tokens.clone(),
+            targets: batch.targets.clone(),
+            responses: responses
+                .iter()
+                .enumerate()
+                .map(|(i, r)| RecordedResponse::from_response(r, scores.scores[i], scores.losses[i]))
+                .collect(),
+        });
         let label = neuron(&self.name);
         for (i, r) in responses.iter().enumerate() {
-            let outcome = match r.status {
-                ResponseStatus::OK if scores.scores[i] > 0.0 || scores.losses[i].is_finite() => {
-                    Outcome::Answered { score: scores.scores[i], loss: scores.losses[i], latency_s: r.latency_s }
-                }
-                ResponseStatus::OK | ResponseStatus::MALFORMED => Outcome::Malformed,
-                ResponseStatus::TIMEOUT => Outcome::Timeout,
-                _ => Outcome::Error,
-            };
+            let outcome = outcome(r.status, scores.scores[i], scores.losses[i], r.latency_s);
             let name = match outcome {
                 Outcome::Answered { .. } => "answered",
                 Outcome::Timeout => "timeout",
@@ -308,7 +336,7 @@ impl Validator {
         if let Some(log) = &self.runlog {
             let answered = responses.iter().filter(|r| r.status == ResponseStatus::OK).count();
             let record = json!({
-                "time": unix_time(), "neuron": self.name, "role": "validator", "step": l.steps, "block": block,
+                "time": unix_time(), "neuron": self.name, "role": "validator", "step": l.steps, "block": block, "scorer": self.scorer.name(),
                 "loss": own_loss.is_finite().then_some(own_loss), "queried": responses.len(), "answered": answered, "step_s": elapsed,
                 "query_s": query_s, "plugin_s": plugin_s,
             });
@@ -330,16 +358,16 @@ impl Validator {
         self.metrics.truncate_uids(&self.name, mg.len(), previous_n);
         self.refresh_candidates(l, &mg);
         let n = mg.len();
-        let uids: Vec<u16> = (0..n as u16).filter(|&u| u != l.uid).collect();
-        let raw: Vec<f32> = uids.iter().map(|&u| l.book.scores()[u as usize]).collect();
-        let limits = WeightLimits {
-            num_neurons: n,
+        let rules = WeightRules {
+            pipeline: self.settings.weights_pipeline,
             min_allowed_weights: hp.min_allowed_weights,
             max_weight_limit: hp.max_weight_limit,
             exclude_quantile: self.settings.exclude_quantile,
         };
         let mut shares = vec![0f32; n];
-        let weights = match emit(self.settings.weights_pipeline, &uids, &raw, limits, Some(l.uid)) {
+        let mut emitted: (Vec<u16>, Vec<u16>) = Default::default();
+        let mut code = WeightsOutcomeCode::NotSet;
+        let weights = match epoch_weights(&l.book, l.uid, rules) {
             Err(e) => format!("not set: {e}"),
             Ok((set_uids, values)) => {
                 let total: f64 = values.iter().map(|&v| f64::from(v)).sum();
@@ -347,7 +375,7 @@ impl Validator {
                     shares[u as usize] = (f64::from(v) / total.max(1.0)) as f32;
                 }
                 let label = neuron(&self.name);
-                match submit_weights_with_policy(
+                let outcome = match submit_weights_with_policy(
                     self.chain.as_ref(),
                     &self.commits,
                     self.netuid,
@@ -360,13 +388,16 @@ impl Validator {
                 {
                     Ok(WeightsOutcome::Set) => {
                         self.metrics.weights_set.get_or_create(&label).inc();
+                        code = WeightsOutcomeCode::Set;
                         "set".to_string()
                     }
                     Ok(WeightsOutcome::Committed { reveal_epoch }) => {
                         self.metrics.weights_set.get_or_create(&label).inc();
+                        code = WeightsOutcomeCode::Committed;
                         format!("committed (reveal in epoch {reveal_epoch})")
                     }
                     Err(e) => {
+                        code = WeightsOutcomeCode::Refused;
                         let reason = e.dispatch_error().map(|d| d.name().to_string()).unwrap_or_else(|| "other".into());
                         self.metrics
                             .weights_refused
@@ -375,7 +406,9 @@ impl Validator {
                         tracing::error!(target: "neuron_host::validator", "{}: weights not set: {e}", self.name);
                         format!("refused: {e}")
                     }
-                }
+                };
+                emitted = (set_uids, values);
+                outcome
             }
         };
         let rows: Vec<EpochRow> = mg
@@ -411,7 +444,48 @@ impl Validator {
             self.metrics.uid_weight.get_or_create(&labels).set(f64::from(r.weight));
         }
         self.metrics.epoch.get_or_create(&neuron(&self.name)).set(epoch as i64);
-        let report = EpochReport { neuron: self.name.clone(), epoch, block, steps: l.steps, weights, uids: rows };
+        // Recording hook: what replaying this epoch's weights needs.
+        l.epochs = epoch;
+        let state = BookState { netuid: self.netuid, own_uid: l.uid, steps: l.steps, epochs: epoch, book: &l.book };
+        self.recorder.epoch(state, || EpochRecord {
+            epoch,
+            block,
+            own_uid: l.uid,
+            pipeline: rules.pipeline,
+            outcome: code,
+            exclude_quantile: rules.exclude_quantile,
+            scorer: self.scorer.name().to_string(),
+            scorer_config: self.scorer.config_text().to_string(),
+            hyperparams: hp.clone(),
+            neurons: mg
+                .neurons
+                .iter()
+                .map(|nr| RecordedNeuron {
+                    hotkey: nr.hotkey,
+                    stake: nr.stake,
+                    validator_permit: nr.validator_permit,
+                    last_update: nr.last_update,
+                    registered_at: nr.registered_at,
+                    incentive: nr.incentive,
+                })
+                .collect(),
+            uids: emitted.0.clone(),
+            weights: emitted.1.clone(),
+        });
+        // Swapping hook: a re-read config takes effect here, after this epoch's weights.
+        let boundary = self.scorer.at_boundary(&self.name, epoch, &mut self.settings, &mut l.book);
+        let report = EpochReport {
+            neuron: self.name.clone(),
+            epoch,
+            block,
+            steps: l.steps,
+            weights,
+            scorer: boundary.scorer,
+            scorer_switch: boundary.switch,
+            scorer_switches: self.scorer.switches(),
+            config_reload: boundary.reload,
+            uids: rows,
+        };
         if let Some(log) = &self.runlog {
             let scalars: Vec<(String, f64)> = report
                 .uids
