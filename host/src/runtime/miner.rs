@@ -204,7 +204,13 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSum
     let s = &m.settings;
     let schedule = LrSchedule { lr: s.lr, min_lr: s.min_lr, warmup_steps: s.warmup_steps, decay_steps: s.decay_steps };
     let vocab = m.model.description().vocab_size;
-    let mut sampler = BatchSampler::new(m.seed, s.batch_size, s.sequence_length);
+    let seq = super::fit_sequence_length(
+        &m.name,
+        "miner.sequence_length",
+        s.sequence_length,
+        m.model.description().block_size,
+    );
+    let mut sampler = BatchSampler::new(m.seed, s.batch_size, seq);
     let mut noise_state = m.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut summary = TrainSummary::default();
     let label = neuron(&m.name);

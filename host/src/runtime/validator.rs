@@ -173,7 +173,16 @@ impl Validator {
         let limit =
             (self.settings.epoch_time_limit > 0.0).then(|| Duration::from_secs_f64(self.settings.epoch_time_limit));
         let mut clock = EpochClock::new(length, limit, block.load(Ordering::Acquire));
-        let mut sampler = BatchSampler::new(self.seed, self.settings.batch_size, self.settings.sequence_length);
+        let seq = match &self.model {
+            Some(m) => super::fit_sequence_length(
+                &self.name,
+                "validator.sequence_length",
+                self.settings.sequence_length,
+                m.describe()?.block_size,
+            ),
+            None => self.settings.sequence_length,
+        };
+        let mut sampler = BatchSampler::new(self.seed, self.settings.batch_size, seq);
         let initial_state = match (&mut self.model, self.settings.model_reset_every) {
             (Some(m), n) if n > 0 => Some(tokio::task::block_in_place(|| m.export_state(StateGroup::MODEL))?),
             _ => None,
