@@ -27,7 +27,7 @@ use crate::{
     data::Dataset,
     error::{Error, Result},
     gpu::GpuDevice,
-    metrics::{prometheus::Metrics, runlog::RunLog},
+    metrics::{chain::MeteredChain, prometheus::Metrics, runlog::RunLog},
     net::ClientConfig,
     plugins::PluginModel,
     runtime::{
@@ -244,6 +244,7 @@ async fn run_role(
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     let on_node = !config.subtensor.chain_endpoint.is_empty() || config.subtensor.network != "local";
+    let chain = MeteredChain::wrap(chain, metrics.clone(), &name);
     match config.role {
         Role::Miner => {
             let handle = Miner {
@@ -277,7 +278,7 @@ async fn run_role(
             }
         }
         _ => {
-            let scorer = plugins.new_scorer(&gpu, &config)?;
+            let scorer = plugins.new_scorer(&gpu, config)?;
             let net = config.net_config();
             let summary = Validator {
                 name: name.clone(),

@@ -30,13 +30,14 @@ use crate::{
     chain::{
         local::{LocalChain, LocalChainConfig},
         subtensor::commits::CommitStore,
-        AccountId, Chain,
+        AccountId,
     },
     config::Config,
     data::{Dataset, Tokenizer},
     error::{Error, Result},
     gpu::{GpuDevice, Requirement},
     metrics::{
+        chain::MeteredChain,
         prometheus::{Metrics, MetricsServer},
         runlog::RunLog,
     },
@@ -315,7 +316,8 @@ impl SubnetRun {
         let validator_key = Arc::new(dev_keypair("validator"));
         let owner = dev_keypair("owner").account();
         names.insert(validator_key.account(), "validator".to_string());
-        let validator_chain: Arc<dyn Chain> = Arc::new(chain.client(validator_key.account(), owner));
+        let validator_chain =
+            MeteredChain::wrap(Arc::new(chain.client(validator_key.account(), owner)), metrics.clone(), "validator");
         if validator_chain.metagraph(netuid).await?.uid_of(&validator_key.account()).is_none() {
             validator_chain.register(netuid).await?;
             chain
@@ -326,7 +328,7 @@ impl SubnetRun {
         for i in 0..config.subnet.miners.len() {
             let name = format!("miner{}", i + 1);
             let key = Arc::new(dev_keypair(&name));
-            let client: Arc<dyn Chain> = Arc::new(chain.client(key.account(), owner));
+            let client = MeteredChain::wrap(Arc::new(chain.client(key.account(), owner)), metrics.clone(), &name);
             if client.metagraph(netuid).await?.uid_of(&key.account()).is_none() {
                 client.register(netuid).await?;
             }
