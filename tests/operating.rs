@@ -388,7 +388,7 @@ fn a_short_subnet_run_is_scraped_logged_reported_and_shows_plain_progress() {
 
 #[test]
 fn progress_is_redrawn_in_place_under_a_pseudo_terminal() {
-    let script = system_tool("script", "util-linux");
+    let script = system_tool("script", "bsdutils");
     let dir = tempfile::tempdir().unwrap();
     let cmd = subnet_command(dir.path(), 1);
     let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
