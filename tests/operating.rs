@@ -63,7 +63,7 @@ fn subnet_command(dir: &Path, epochs: u64) -> Command {
         .arg("--run_dir")
         .arg(dir.join("run"))
         // Progress lines are info events of the subnet.
-        .env("RUST_LOG", "warn,neuron_host::subnet=info");
+        .env("RUST_LOG", "warn,neuron_host::progress=info");
     cmd
 }
 
@@ -386,19 +386,17 @@ fn a_short_subnet_run_is_scraped_logged_reported_and_shows_plain_progress() {
     assert!(html.contains("tempo = 10"), "the run's config on the page");
 }
 
-#[test]
-fn progress_is_redrawn_in_place_under_a_pseudo_terminal() {
+/// Runs `cmd` on a new pseudo-terminal (util-linux/bsdutils `script`, which
+/// copies what the command writes there to its own stdout): (success, output).
+fn under_pty(cmd: &Command) -> (bool, String) {
     let script = system_tool("script", "bsdutils");
-    let dir = tempfile::tempdir().unwrap();
-    let cmd = subnet_command(dir.path(), 1);
     let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
     let mut line = quote(cmd.get_program());
     for a in cmd.get_args() {
         line.push(' ');
         line.push_str(&quote(a));
     }
-    // `script` runs the command on a new pseudo-terminal and copies what it
-    // writes there to its stdout; stdin stays open so script waits for the command.
+    // stdin stays open so script waits for the command rather than ending at EOF.
     let mut child = Command::new(script)
         .args(["-qefc", &line, "/dev/null"])
         .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
@@ -410,9 +408,21 @@ fn progress_is_redrawn_in_place_under_a_pseudo_terminal() {
     let stdin = child.stdin.take();
     let out = child.wait_with_output().unwrap();
     drop(stdin);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let redraws: Vec<&str> = text.split("\r\x1b[2K").skip(1).filter(|s| s.starts_with("epoch 1/1: block ")).collect();
+    (out.status.success(), text)
+}
+
+/// The redraws of the progress line (what follows each carriage return + erase line).
+fn redraws<'a>(text: &'a str, starting: &str) -> Vec<&'a str> {
+    text.split("\r\x1b[2K").skip(1).filter(|s| s.starts_with(starting)).collect()
+}
+
+#[test]
+fn progress_is_redrawn_in_place_under_a_pseudo_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, text) = under_pty(&subnet_command(dir.path(), 1));
+    let redraws = redraws(&text, "epoch 1/1: block ");
     assert!(redraws.len() >= 3, "the line is redrawn every second: {text:?}");
     let blocks = |s: &str| -> u64 { s["epoch 1/1: block ".len()..].split('/').next().unwrap().parse().unwrap() };
     assert!(blocks(redraws.last().unwrap()) > blocks(redraws[0]), "and moves on: {redraws:?}");
@@ -423,6 +433,38 @@ fn progress_is_redrawn_in_place_under_a_pseudo_terminal() {
         "no progress log lines on a terminal: {text:?}"
     );
     assert!(text.contains("uid  name"), "the epoch's table: {text:?}");
+}
+
+#[test]
+fn a_lone_miner_redraws_its_steps_and_loss_under_a_pseudo_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("miner.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    // A miner alone on the embedded chain, stopped by Ctrl-C after 30 s.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--foreground", "--preserve-status", "-s", "INT", "30"])
+        .arg(host_binary())
+        .args(["--role", "miner", "--plugin"])
+        .arg(plugin("gpt"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--run_dir")
+        .arg(dir.path().join("run"))
+        .env("HOME", dir.path())
+        .env("RUST_LOG", "warn");
+    let (_, text) = under_pty(&cmd);
+    let name = text
+        .split("\r\x1b[2K")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no progress line: {text:?}"))
+        .to_string();
+    let redraws = redraws(&text, &format!("{name} "));
+    let steps = |s: &str| -> u64 { s[name.len() + 1..].split(' ').next().unwrap().parse().unwrap() };
+    assert!(redraws.len() >= 3, "{text:?}");
+    assert!(steps(redraws.last().unwrap()) > steps(redraws[0]), "the miner's steps go up: {redraws:?}");
+    assert!(redraws.last().unwrap().contains(" steps loss "), "{redraws:?}");
+    assert!(text.contains("training steps, last loss"), "the summary after Ctrl-C: {text:?}");
 }
 
 #[test]

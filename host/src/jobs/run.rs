@@ -27,11 +27,16 @@ use crate::{
     data::Dataset,
     error::{Error, Result},
     gpu::GpuDevice,
-    metrics::{chain::MeteredChain, prometheus::Metrics, runlog::RunLog},
+    metrics::{
+        chain::MeteredChain,
+        prometheus::{neuron, Metrics},
+        runlog::RunLog,
+    },
     net::ClientConfig,
     plugins::PluginModel,
     runtime::{
         miner::Miner,
+        progress::{self, clear_progress_line, ProgressSettings},
         service::SharedModel,
         subnet::{self, format_epoch, start_metrics, PluginSet, SubnetRun, SubnetSummary},
         validator::{EpochReport, Validator},
@@ -259,16 +264,26 @@ async fn run_role(
                 settings: config.miner.clone(),
                 axon: config.axon.clone(),
                 net: config.net_config(),
-                metrics,
+                metrics: metrics.clone(),
                 runlog: Some(runlog.clone()),
                 register: !on_node,
             }
             .start()
             .await?;
             println!("{name} is uid {} on subnet {}, serving on {}", handle.uid, config.netuid, handle.addr);
+            let progress = progress::spawn(
+                Box::new(|| 0),
+                metrics.clone(),
+                None,
+                vec![name.clone()],
+                ProgressSettings::from_config(config),
+                stop.clone(),
+            );
             while !stop.load(Ordering::Acquire) {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
+            progress.abort();
+            clear_progress_line();
             let t = handle.stop().await;
             runlog.lock().unwrap_or_else(|p| p.into_inner()).flush();
             println!("{name}: {} training steps, last loss {:.4}", t.steps, t.last_loss);
@@ -280,6 +295,15 @@ async fn run_role(
         _ => {
             let scorer = plugins.new_scorer(&gpu, config)?;
             let net = config.net_config();
+            let blocks = (metrics.clone(), neuron(&name));
+            let progress = progress::spawn(
+                Box::new(move || blocks.0.block.get_or_create(&blocks.1).get().max(0) as u64),
+                metrics.clone(),
+                Some(name.clone()),
+                vec![name.clone()],
+                ProgressSettings::from_config(config),
+                stop.clone(),
+            );
             let summary = Validator {
                 name: name.clone(),
                 netuid: config.netuid,
@@ -299,10 +323,16 @@ async fn run_role(
                 stop,
                 names: Default::default(),
                 register: !on_node,
-                on_epoch: Box::new(|report: &EpochReport| println!("{}", format_epoch(report))),
+                on_epoch: Box::new(|report: &EpochReport| {
+                    clear_progress_line();
+                    println!("{}", format_epoch(report))
+                }),
             }
             .run()
-            .await?;
+            .await;
+            progress.abort();
+            clear_progress_line();
+            let summary = summary?;
             runlog.lock().unwrap_or_else(|p| p.into_inner()).flush();
             println!(
                 "{name} (uid {}): {} steps, {} epochs, weights accepted in {}",

@@ -23,6 +23,7 @@ use neuron_plugin_api::PluginKinds;
 
 use super::{
     miner::{Miner, MinerHandle, TrainSummary},
+    progress::{self, clear_progress_line, ProgressSettings},
     service::SharedModel,
     validator::{EpochReport, Validator, ValidatorSummary},
 };
@@ -432,14 +433,15 @@ impl SubnetRun {
         };
         let mut watched = vec!["validator".to_string()];
         watched.extend(miners.iter().map(|m| m.name.clone()));
-        let settings = ProgressSettings {
-            epochs: config.epochs,
-            block_time: Duration::from_secs_f64(config.chain.block_time),
-            epoch_time_limit: (config.validator.epoch_time_limit > 0.0)
-                .then(|| Duration::from_secs_f64(config.validator.epoch_time_limit)),
-            every: Duration::from_secs_f64(config.logging.progress_every),
-        };
-        let progress = spawn_progress(chain.clone(), metrics.clone(), watched, settings, self.stop.clone());
+        let blocks = chain.clone();
+        let progress = progress::spawn(
+            Box::new(move || blocks.current_block()),
+            metrics.clone(),
+            Some("validator".into()),
+            watched,
+            ProgressSettings::from_config(&config),
+            self.stop.clone(),
+        );
         let result = validator.run().await;
         progress.abort();
         clear_progress_line();
@@ -461,126 +463,6 @@ impl SubnetRun {
 async fn stop_all(miners: Vec<MinerHandle>) {
     for m in miners {
         m.stop().await;
-    }
-}
-
-/// Whether progress goes to a terminal (one line redrawn in place) or to a log (a line now and then).
-fn progress_on_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
-}
-
-/// What the progress display needs beyond the metrics.
-struct ProgressSettings {
-    /// Epochs the run stops after (0: until stopped).
-    epochs: u64,
-    block_time: Duration,
-    epoch_time_limit: Option<Duration>,
-    /// Between lines when stderr is not a terminal.
-    every: Duration,
-}
-
-/// Where one epoch stands, for the progress line.
-#[derive(Debug, Default, PartialEq)]
-struct EpochProgress {
-    /// The epoch under way (1-based) and the run's total (0: open-ended).
-    epoch: u64,
-    epochs: u64,
-    blocks_done: u64,
-    blocks: u64,
-    left: Duration,
-    /// (name, steps this epoch, last loss if any) of each neuron.
-    neurons: Vec<(String, u64, Option<f64>)>,
-}
-
-impl EpochProgress {
-    fn line(&self) -> String {
-        let mut out = if self.blocks == 0 {
-            "waiting for the validator's first epoch".to_string()
-        } else {
-            let of = if self.epochs > 0 { format!("/{}", self.epochs) } else { String::new() };
-            format!(
-                "epoch {}{of}: block {}/{}, ~{}s left",
-                self.epoch,
-                self.blocks_done,
-                self.blocks,
-                self.left.as_secs()
-            )
-        };
-        for (name, steps, loss) in &self.neurons {
-            out.push_str(&format!(" | {name} {steps} steps"));
-            if let Some(loss) = loss {
-                out.push_str(&format!(" loss {loss:.3}"));
-            }
-        }
-        out
-    }
-}
-
-/// Shows where the run is: the epoch, its blocks done and time left (from
-/// the validator's epoch gauges and the block time), and each neuron's
-/// steps this epoch and last loss, read from the metrics the neurons keep.
-/// On a terminal one status line is redrawn every second; otherwise a log
-/// line every `logging.progress_every` seconds.
-fn spawn_progress(
-    chain: Arc<LocalChain>,
-    metrics: Arc<Metrics>,
-    neurons: Vec<String>,
-    settings: ProgressSettings,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    let terminal = progress_on_terminal();
-    tokio::spawn(async move {
-        use crate::metrics::prometheus::neuron;
-        let period = if terminal { Duration::from_secs(1) } else { settings.every };
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let validator = neuron("validator");
-        // The epoch start block last seen, when it was seen, and each neuron's step then.
-        let mut epoch_start: Option<(i64, std::time::Instant, Vec<i64>)> = None;
-        while !stop.load(Ordering::Acquire) {
-            ticker.tick().await;
-            let steps: Vec<i64> = neurons.iter().map(|n| metrics.global_step.get_or_create(&neuron(n)).get()).collect();
-            let start_block = metrics.epoch_start_block.get_or_create(&validator).get();
-            let blocks = metrics.epoch_length_blocks.get_or_create(&validator).get().max(0) as u64;
-            if blocks > 0 && epoch_start.as_ref().is_none_or(|(b, _, _)| *b != start_block) {
-                epoch_start = Some((start_block, std::time::Instant::now(), steps.clone()));
-            }
-            let block = chain.current_block();
-            let blocks_done = block.saturating_sub(start_block.max(0) as u64).min(blocks);
-            let mut left = settings.block_time * (blocks - blocks_done) as u32;
-            if let (Some(limit), Some((_, since, _))) = (settings.epoch_time_limit, &epoch_start) {
-                left = left.min(limit.saturating_sub(since.elapsed()));
-            }
-            let progress = EpochProgress {
-                epoch: metrics.epoch.get_or_create(&validator).get().max(0) as u64 + 1,
-                epochs: settings.epochs,
-                blocks_done,
-                blocks,
-                left,
-                neurons: neurons
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| {
-                        let at_start = epoch_start.as_ref().map_or(0, |(_, _, s)| s[i]);
-                        let loss = metrics.loss.get_or_create(&neuron(name)).get();
-                        (name.clone(), (steps[i] - at_start).max(0) as u64, (loss > 0.0).then_some(loss))
-                    })
-                    .collect(),
-            };
-            let line = progress.line();
-            if terminal {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                tracing::info!(target: "neuron_host::subnet", "{line}");
-            }
-        }
-    })
-}
-
-/// Clears the progress line before something else is printed.
-pub fn clear_progress_line() {
-    if progress_on_terminal() {
-        eprint!("\r\x1b[2K");
     }
 }
 
@@ -623,22 +505,6 @@ mod tests {
         assert_eq!(utc_stamp(0), "19700101-000000");
         assert_eq!(utc_stamp(951_782_400), "20000229-000000");
         assert_eq!(utc_stamp(1_795_339_425), "20261122-092345");
-    }
-
-    #[test]
-    fn progress_line_shows_the_epoch_its_blocks_time_left_steps_and_loss() {
-        let p = EpochProgress {
-            epoch: 2,
-            epochs: 3,
-            blocks_done: 7,
-            blocks: 10,
-            left: Duration::from_secs(3),
-            neurons: vec![("validator".into(), 5, None), ("miner1".into(), 20, Some(4.12345))],
-        };
-        assert_eq!(p.line(), "epoch 2/3: block 7/10, ~3s left | validator 5 steps | miner1 20 steps loss 4.123");
-        let open = EpochProgress { epoch: 4, blocks: 10, ..Default::default() };
-        assert_eq!(open.line(), "epoch 4: block 0/10, ~0s left");
-        assert_eq!(EpochProgress::default().line(), "waiting for the validator's first epoch");
     }
 
     #[test]
