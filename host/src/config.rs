@@ -390,11 +390,14 @@ pub struct LoggingSettings {
     pub format: String,
     /// Where runs write their logs ("" for runs/<time>).
     pub run_dir: String,
+    /// Seconds between progress lines when stderr is not a terminal (on a
+    /// terminal the progress line is redrawn every second).
+    pub progress_every: f64,
 }
 
 impl Default for LoggingSettings {
     fn default() -> Self {
-        Self { format: "text".into(), run_dir: String::new() }
+        Self { format: "text".into(), run_dir: String::new(), progress_every: 30.0 }
     }
 }
 
@@ -832,6 +835,12 @@ impl Config {
         }
         if !["text", "json"].contains(&self.logging.format.as_str()) {
             return bad(format!("logging.format `{}` is not text or json", self.logging.format));
+        }
+        if !(self.logging.progress_every.is_finite() && self.logging.progress_every > 0.0) {
+            return bad(format!(
+                "logging.progress_every must be a number of seconds above 0, got {}",
+                self.logging.progress_every
+            ));
         }
         for (i, m) in self.subnet.miners.iter().enumerate() {
             if !(0.0..=1.0).contains(&m.noise) {

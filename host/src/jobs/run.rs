@@ -29,12 +29,17 @@ use crate::{
     data::Dataset,
     error::{Error, Result},
     gpu::GpuDevice,
-    metrics::{prometheus::Metrics, runlog::RunLog},
+    metrics::{
+        chain::MeteredChain,
+        prometheus::{neuron, Metrics},
+        runlog::RunLog,
+    },
     net::ClientConfig,
     plugins::PluginModel,
     record::Recorder,
     runtime::{
         miner::Miner,
+        progress::{self, clear_progress_line, ProgressSettings},
         scorer_slot::{slot_for, ConfigSource},
         service::SharedModel,
         subnet::{self, format_epoch, start_metrics, PluginSet, SubnetRun, SubnetSummary},
@@ -278,6 +283,7 @@ async fn run_role(
     reload: ReloadSource,
 ) -> Result<()> {
     let on_node = !config.subtensor.chain_endpoint.is_empty() || config.subtensor.network != "local";
+    let chain = MeteredChain::wrap(chain, metrics.clone(), &name);
     match config.role {
         Role::Miner => {
             let handle = Miner {
@@ -292,16 +298,26 @@ async fn run_role(
                 settings: config.miner.clone(),
                 axon: config.axon.clone(),
                 net: config.net_config(),
-                metrics,
+                metrics: metrics.clone(),
                 runlog: Some(runlog.clone()),
                 register: !on_node,
             }
             .start()
             .await?;
             println!("{name} is uid {} on subnet {}, serving on {}", handle.uid, config.netuid, handle.addr);
+            let progress = progress::spawn(
+                Box::new(|| 0),
+                metrics.clone(),
+                None,
+                vec![name.clone()],
+                ProgressSettings::from_config(config),
+                stop.clone(),
+            );
             while !stop.load(Ordering::Acquire) {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
+            progress.abort();
+            clear_progress_line();
             let t = handle.stop().await;
             runlog.lock().unwrap_or_else(|p| p.into_inner()).flush();
             println!("{name}: {} training steps, last loss {:.4}", t.steps, t.last_loss);
@@ -315,6 +331,15 @@ async fn run_role(
             let scorer = slot_for(scorer, &plugins, config, &gpu, reload);
             let recorder = Recorder::from_config(&config.validator.record, &name)?;
             let net = config.net_config();
+            let blocks = (metrics.clone(), neuron(&name));
+            let progress = progress::spawn(
+                Box::new(move || blocks.0.block.get_or_create(&blocks.1).get().max(0) as u64),
+                metrics.clone(),
+                Some(name.clone()),
+                vec![name.clone()],
+                ProgressSettings::from_config(config),
+                stop.clone(),
+            );
             let summary = Validator {
                 name: name.clone(),
                 netuid: config.netuid,
@@ -335,10 +360,16 @@ async fn run_role(
                 stop,
                 names: Default::default(),
                 register: !on_node,
-                on_epoch: Box::new(|report: &EpochReport| println!("{}", format_epoch(report))),
+                on_epoch: Box::new(|report: &EpochReport| {
+                    clear_progress_line();
+                    println!("{}", format_epoch(report))
+                }),
             }
             .run()
-            .await?;
+            .await;
+            progress.abort();
+            clear_progress_line();
+            let summary = summary?;
             runlog.lock().unwrap_or_else(|p| p.into_inner()).flush();
             println!(
                 "{name} (uid {}): {} steps, {} epochs, weights accepted in {}",

@@ -19,7 +19,6 @@ use prometheus_client::{
         family::Family,
         gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
-        info::Info,
     },
     registry::{Registry, Unit},
 };
@@ -58,6 +57,37 @@ pub struct ReasonLabels {
 
 type FGauge = Gauge<f64, AtomicU64>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    name: String,
+    version: String,
+    kind: String,
+}
+
+/// `neuron_plugin_info{name, version, kind} 1`, one sample per loaded plugin,
+/// in one family (a plugin loaded twice is listed once).
+#[derive(Debug, Default)]
+struct PluginInfos(Mutex<Vec<PluginLabels>>);
+
+impl prometheus_client::collector::Collector for PluginInfos {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let plugins = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if plugins.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "plugin",
+            "A loaded plugin, its version and what it provides",
+            None,
+            prometheus_client::metrics::MetricType::Info,
+        )?;
+        for p in plugins.iter() {
+            family.encode_info(p)?;
+        }
+        Ok(())
+    }
+}
+
 fn seconds_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.001, 2.0, 18)
 }
@@ -65,6 +95,7 @@ fn seconds_buckets() -> impl Iterator<Item = f64> {
 /// Every metric family of the process.
 pub struct Metrics {
     registry: Mutex<Registry>,
+    plugins: Arc<PluginInfos>,
     pub step_duration: Family<NeuronLabel, Histogram>,
     pub tokens_per_second: Family<NeuronLabel, FGauge>,
     pub loss: Family<NeuronLabel, FGauge>,
@@ -85,6 +116,8 @@ pub struct Metrics {
     pub checkpoint_size: Family<NeuronLabel, Gauge>,
     pub checkpoint_failures: Family<NeuronLabel, Counter>,
     pub gpu_memory: Family<NeuronLabel, Gauge>,
+    pub epoch_start_block: Family<NeuronLabel, Gauge>,
+    pub epoch_length_blocks: Family<NeuronLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -98,6 +131,7 @@ impl Metrics {
         let hist = || Family::<NeuronLabel, Histogram>::new_with_constructor(|| Histogram::new(seconds_buckets()));
         let m = Metrics {
             registry: Mutex::new(Registry::with_prefix("neuron")),
+            plugins: Arc::default(),
             step_duration: hist(),
             tokens_per_second: Family::default(),
             loss: Family::default(),
@@ -120,6 +154,8 @@ impl Metrics {
             checkpoint_size: Family::default(),
             checkpoint_failures: Family::default(),
             gpu_memory: Family::default(),
+            epoch_start_block: Family::default(),
+            epoch_length_blocks: Family::default(),
         };
         {
             let mut r = m.registry.lock().expect("fresh mutex");
@@ -198,19 +234,28 @@ impl Metrics {
                 Unit::Bytes,
                 m.gpu_memory.clone(),
             );
+            r.register(
+                "epoch_start_block",
+                "Block at which a validator's current epoch started",
+                m.epoch_start_block.clone(),
+            );
+            r.register(
+                "epoch_length_blocks",
+                "Length of a validator's epochs, in blocks",
+                m.epoch_length_blocks.clone(),
+            );
+            r.register_collector(Box::new(m.plugins.clone()));
         }
         m
     }
 
-    /// Declares a loaded plugin (`neuron_plugin_info{name, version, kind}` = 1).
+    /// Declares a loaded plugin (`neuron_plugin_info{name, version, kind} 1`).
     pub fn plugin_info(&self, name: &str, version: &str, kind: &str) {
-        let info = Info::new(vec![
-            ("name".to_string(), name.to_string()),
-            ("version".to_string(), version.to_string()),
-            ("kind".to_string(), kind.to_string()),
-        ]);
-        let metric = format!("plugin_{}", name.replace('-', "_"));
-        self.registry.lock().unwrap_or_else(|p| p.into_inner()).register(metric, "A loaded plugin", info);
+        let labels = PluginLabels { name: name.into(), version: version.into(), kind: kind.into() };
+        let mut plugins = self.plugins.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !plugins.contains(&labels) {
+            plugins.push(labels);
+        }
     }
 
     /// Drops per-uid series of `neuron` for uids at or above `n`.
@@ -229,6 +274,53 @@ impl Metrics {
         encode(&mut out, &r).expect("writing to a String cannot fail");
         out
     }
+
+    /// The same metrics in Prometheus' older text format (0.0.4), for
+    /// scrapers that do not ask for OpenMetrics (`curl`, `promtool check metrics`).
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render())
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4: counter
+/// families take the `_total` name of their samples, info families become
+/// `_info` gauges, and `# UNIT` and `# EOF` go (0.0.4 has neither).
+fn openmetrics_to_text(om: &str) -> String {
+    let mut renamed: std::collections::HashMap<&str, (String, &str)> = std::collections::HashMap::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, kind)) = rest.split_once(' ') {
+                match kind {
+                    "counter" => renamed.insert(name, (format!("{name}_total"), "counter")),
+                    "info" => renamed.insert(name, (format!("{name}_info"), "gauge")),
+                    _ => None,
+                };
+            }
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = if let Some(rest) = line.strip_prefix("# TYPE ") {
+            match rest.split_once(' ').and_then(|(name, _)| renamed.get(name)) {
+                Some((name, kind)) => format!("# TYPE {name} {kind}"),
+                None => line.to_string(),
+            }
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            // 0.0.4 escapes only backslash and newline in help text.
+            let help = help.replace("\\\"", "\"");
+            let name = renamed.get(name).map_or(name, |(n, _)| n.as_str());
+            format!("# HELP {name} {help}")
+        } else {
+            line.to_string()
+        };
+        out.push_str(&rewritten);
+        out.push('\n');
+    }
+    out
 }
 
 /// Labels for one neuron's series.
@@ -244,20 +336,34 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     pub async fn start(bind: SocketAddr, metrics: Arc<Metrics>) -> Result<Self, String> {
-        use axum::{http::header, routing::get, Router};
+        use axum::{
+            http::{header, HeaderMap},
+            routing::get,
+            Router,
+        };
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .map_err(|e| format!("cannot serve metrics on {bind}: {e} (choose another port with --metrics.port, or 0 to turn metrics off)"))?;
         let addr = listener.local_addr().map_err(|e| format!("metrics socket: {e}"))?;
         let app = Router::new().route(
             "/metrics",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let metrics = metrics.clone();
                 async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                        metrics.render(),
-                    )
+                    // Prometheus asks for OpenMetrics; anything else gets the 0.0.4 text format.
+                    let openmetrics = headers
+                        .get_all(header::ACCEPT)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(|v| v.contains("application/openmetrics-text"));
+                    if openmetrics {
+                        (
+                            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                            metrics.render(),
+                        )
+                    } else {
+                        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render_text())
+                    }
                 }
             }),
         );
@@ -299,10 +405,29 @@ mod tests {
             "neuron_step_duration_seconds_count{neuron=\"miner-1\"} 1",
             "neuron_queries_total{neuron=\"validator\",outcome=\"timeout\"} 1",
             "neuron_uid_score{neuron=\"validator\",uid=\"3\"} 0.5",
-            "neuron_plugin_gpt_info{name=\"gpt\",version=\"0.1.0\",kind=\"model\"} 1",
+            "neuron_plugin_info{name=\"gpt\",version=\"0.1.0\",kind=\"model\"} 1",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
+        m.plugin_info("gpt", "0.1.0", "model");
+        m.plugin_info("scoring-loss", "0.1.0", "scorer");
+        let text = m.render();
+        assert_eq!(text.matches("# TYPE neuron_plugin info").count(), 1, "one family: {text}");
+        assert_eq!(text.matches("neuron_plugin_info{").count(), 2, "one sample per plugin: {text}");
+        assert!(text.ends_with("# EOF\n"));
+
+        // The 0.0.4 text: families named like their samples, no OpenMetrics-only lines.
+        let plain = m.render_text();
+        for expected in [
+            "# TYPE neuron_queries_total counter",
+            "# HELP neuron_queries_total Queries",
+            "# TYPE neuron_plugin_info gauge",
+            "# TYPE neuron_step_duration_seconds histogram",
+            "neuron_queries_total{neuron=\"validator\",outcome=\"timeout\"} 1",
+        ] {
+            assert!(plain.contains(expected), "missing {expected:?} in:\n{plain}");
+        }
+        assert!(!plain.contains("# EOF") && !plain.contains("# UNIT") && !plain.contains(" info\n"), "{plain}");
         m.truncate_uids("validator", 2, 4);
         assert!(!m.render().contains("uid=\"3\""));
     }

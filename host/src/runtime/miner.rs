@@ -226,14 +226,14 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSum
         let step = global_step.load(Ordering::Acquire);
         let lr = schedule.lr_at(step);
         let started = Instant::now();
-        let result = m.model.train(|model| -> Result<(f32, f32)> {
+        let result = m.model.train(|model| -> Result<(f32, f32, u64)> {
             model.zero_grad()?;
             let loss = model.loss(TokenBatch::new(batch.batch, batch.seq, &batch.tokens), &batch.targets)?;
             model.backward()?;
             let stats = model.step(lr as f32)?;
-            Ok((loss, stats.grad_norm))
+            Ok((loss, stats.grad_norm, model.compute_stats().live_bytes))
         });
-        let (loss, grad_norm) = match result {
+        let (loss, grad_norm, gpu_bytes) = match result {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(target: "neuron_host::miner", "{}: training stopped: {e}", m.name);
@@ -251,6 +251,7 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSum
         m.metrics.tokens_per_second.get_or_create(&label).set(tokens / elapsed.max(1e-9));
         m.metrics.step_duration.get_or_create(&label).observe(elapsed);
         m.metrics.global_step.get_or_create(&label).set(step as i64);
+        m.metrics.gpu_memory.get_or_create(&label).set(gpu_bytes as i64);
         if let Some(log) = &m.runlog {
             let record = json!({
                 "time": unix_time(), "neuron": m.name, "role": "miner", "step": step, "loss": loss,

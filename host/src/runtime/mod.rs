@@ -4,6 +4,7 @@
 pub mod directory;
 pub mod epoch;
 pub mod miner;
+pub mod progress;
 pub mod schedule;
 pub mod scorer_slot;
 pub mod scores;

@@ -23,6 +23,7 @@ use neuron_plugin_api::PluginKinds;
 
 use super::{
     miner::{Miner, MinerHandle, TrainSummary},
+    progress::{self, clear_progress_line, ProgressSettings},
     scorer_slot::{slot_for, ConfigSource},
     service::SharedModel,
     validator::{EpochReport, Validator, ValidatorSummary},
@@ -31,13 +32,14 @@ use crate::{
     chain::{
         local::{LocalChain, LocalChainConfig},
         subtensor::commits::CommitStore,
-        AccountId, Chain,
+        AccountId,
     },
     config::Config,
     data::{Dataset, Tokenizer},
     error::{Error, Result},
     gpu::{GpuDevice, Requirement},
     metrics::{
+        chain::MeteredChain,
         prometheus::{Metrics, MetricsServer},
         runlog::RunLog,
     },
@@ -338,7 +340,8 @@ impl SubnetRun {
         let validator_key = Arc::new(dev_keypair("validator"));
         let owner = dev_keypair("owner").account();
         names.insert(validator_key.account(), "validator".to_string());
-        let validator_chain: Arc<dyn Chain> = Arc::new(chain.client(validator_key.account(), owner));
+        let validator_chain =
+            MeteredChain::wrap(Arc::new(chain.client(validator_key.account(), owner)), metrics.clone(), "validator");
         if validator_chain.metagraph(netuid).await?.uid_of(&validator_key.account()).is_none() {
             validator_chain.register(netuid).await?;
             chain
@@ -349,7 +352,7 @@ impl SubnetRun {
         for i in 0..config.subnet.miners.len() {
             let name = format!("miner{}", i + 1);
             let key = Arc::new(dev_keypair(&name));
-            let client: Arc<dyn Chain> = Arc::new(chain.client(key.account(), owner));
+            let client = MeteredChain::wrap(Arc::new(chain.client(key.account(), owner)), metrics.clone(), &name);
             if client.metagraph(netuid).await?.uid_of(&key.account()).is_none() {
                 client.register(netuid).await?;
             }
@@ -456,7 +459,15 @@ impl SubnetRun {
         };
         let mut watched = vec!["validator".to_string()];
         watched.extend(miners.iter().map(|m| m.name.clone()));
-        let progress = spawn_progress(chain.clone(), metrics.clone(), watched, self.stop.clone());
+        let blocks = chain.clone();
+        let progress = progress::spawn(
+            Box::new(move || blocks.current_block()),
+            metrics.clone(),
+            Some("validator".into()),
+            watched,
+            ProgressSettings::from_config(&config),
+            self.stop.clone(),
+        );
         let result = validator.run().await;
         progress.abort();
         clear_progress_line();
@@ -478,56 +489,6 @@ impl SubnetRun {
 async fn stop_all(miners: Vec<MinerHandle>) {
     for m in miners {
         m.stop().await;
-    }
-}
-
-/// Whether progress goes to a terminal (one line redrawn in place) or to a log (a line now and then).
-fn progress_on_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
-}
-
-/// Shows where the run is: the block, the validator's steps and each miner's
-/// step and loss, read from the metrics the neurons already keep. On a
-/// terminal one status line is redrawn every second; otherwise a log line
-/// every 30 seconds.
-fn spawn_progress(
-    chain: Arc<LocalChain>,
-    metrics: Arc<Metrics>,
-    neurons: Vec<String>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    let terminal = progress_on_terminal();
-    tokio::spawn(async move {
-        let period = Duration::from_secs(if terminal { 1 } else { 30 });
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        while !stop.load(Ordering::Acquire) {
-            ticker.tick().await;
-            let mut parts = vec![format!("block {}", chain.current_block())];
-            for name in &neurons {
-                let label = crate::metrics::prometheus::neuron(name);
-                let step = metrics.global_step.get_or_create(&label).get();
-                let loss = metrics.loss.get_or_create(&label).get();
-                parts.push(if loss > 0.0 {
-                    format!("{name} step {step} loss {loss:.3}")
-                } else {
-                    format!("{name} step {step}")
-                });
-            }
-            let line = parts.join(" | ");
-            if terminal {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                tracing::info!(target: "neuron_host::subnet", "{line}");
-            }
-        }
-    })
-}
-
-/// Clears the progress line before something else is printed.
-pub fn clear_progress_line() {
-    if progress_on_terminal() {
-        eprint!("\r\x1b[2K");
     }
 }
 

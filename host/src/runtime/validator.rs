@@ -173,6 +173,9 @@ impl Validator {
         let limit =
             (self.settings.epoch_time_limit > 0.0).then(|| Duration::from_secs_f64(self.settings.epoch_time_limit));
         let mut clock = EpochClock::new(length, limit, block.load(Ordering::Acquire));
+        let label = neuron(&self.name);
+        self.metrics.epoch_length_blocks.get_or_create(&label).set(length as i64);
+        self.metrics.epoch_start_block.get_or_create(&label).set(clock.start_block() as i64);
         let seq = match &self.model {
             Some(m) => super::fit_sequence_length(
                 &self.name,
@@ -203,7 +206,6 @@ impl Validator {
         let mut summary = ValidatorSummary { uid, ..Default::default() };
         let mut last_block = block.load(Ordering::Acquire);
         let mut epoch = 0u64;
-        let label = neuron(&self.name);
         while !self.stop.load(Ordering::Acquire) {
             let now = block.load(Ordering::Acquire);
             if now != last_block {
@@ -222,6 +224,7 @@ impl Validator {
                 (self.on_epoch)(&report);
                 summary.epochs.push(report);
                 clock.restart(block.load(Ordering::Acquire));
+                self.metrics.epoch_start_block.get_or_create(&label).set(clock.start_block() as i64);
                 if self.epochs > 0 && epoch >= self.epochs {
                     break;
                 }
@@ -342,6 +345,9 @@ impl Validator {
         if own_loss.is_finite() {
             self.metrics.loss.get_or_create(&label).set(f64::from(own_loss));
         }
+        let gpu_bytes =
+            self.scorer.compute_stats().live_bytes + self.model.as_ref().map_or(0, |m| m.compute_stats().live_bytes);
+        self.metrics.gpu_memory.get_or_create(&label).set(gpu_bytes as i64);
         if let Some(log) = &self.runlog {
             let answered = responses.iter().filter(|r| r.status == ResponseStatus::OK).count();
             let record = json!({
