@@ -5,6 +5,7 @@
 //! blocks, `wallet` creates and inspects wallets.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod inspect;
 pub mod plugin_check;
 pub mod run;
