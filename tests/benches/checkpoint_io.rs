@@ -15,7 +15,8 @@
 //!    snapshot (`MinerCheckpoint::capture`: GPU read-back of model and optimizer).
 //!
 //! Run: `cargo bench -p neuron-e2e --bench checkpoint_io` (NEURON_BENCH_DIR
-//! picks the disk; default: the system temp dir). Numbers go to BENCHMARKS.md.
+//! picks the disk, default the system temp dir; NEURON_BENCH_PART=io or
+//! =train runs one part). Numbers go to BENCHMARKS.md.
 
 use std::{
     io::Write,
@@ -155,11 +156,18 @@ fn main() {
     let dir = tempfile::tempdir_in(base).unwrap();
     println!("directory {}", dir.path().display());
 
+    // NEURON_BENCH_PART=io or =train runs one part only.
+    let part = std::env::var("NEURON_BENCH_PART").unwrap_or_default();
     // 1. Save and restore against the disk.
-    let nano = synthetic(&gpt_shapes(4, 128, 64, 256));
-    save_restore("nano", &nano, dir.path(), 5);
     let big = synthetic(&gpt_shapes(12, 768, 1024, 50257));
-    save_restore("gpt2", &big, dir.path(), 3);
+    if part != "train" {
+        let nano = synthetic(&gpt_shapes(4, 128, 64, 256));
+        save_restore("nano", &nano, dir.path(), 5);
+        save_restore("gpt2", &big, dir.path(), 3);
+    }
+    if part == "io" {
+        return;
+    }
 
     // 2. Training with a save in flight.
     let gpu = gpu();
