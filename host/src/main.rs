@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use neuron_host::{
     config::{Config, Override},
     gpu::{GpuDevice, GpuOptions},
-    jobs::{chain, inspect, plugin_check, rescore, run as run_job, wallet as wallet_job},
+    jobs::{chain, checkpoint as checkpoint_job, inspect, plugin_check, rescore, run as run_job, wallet as wallet_job},
     logging,
     runtime::scorer_slot::ConfigSource,
     wallet::{Scheme, WalletConfig},
@@ -206,6 +206,18 @@ enum Command {
         #[command(subcommand)]
         command: WalletCommand,
     },
+    /// Look at checkpoint files.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Print what a checkpoint holds (role, plugin, step, keys with dtypes and shapes);
+    /// exit non-zero with one line when the file is damaged or not a checkpoint.
+    Inspect { path: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -356,6 +368,7 @@ fn run(cli: Cli) -> Result<()> {
             let config = Config::load(config.as_deref())?;
             inspect::inspect(&path, &config, !no_instantiate)
         }
+        Some(Command::Checkpoint { command: CheckpointCommand::Inspect { path } }) => checkpoint_job::inspect(&path),
         Some(Command::Report { run_dir, width, height }) => {
             let out = neuron_host::report::render(&run_dir, neuron_host::report::Size { width, height })?;
             for img in &out.images {

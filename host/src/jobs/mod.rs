@@ -6,6 +6,7 @@
 //! validator's record through scoring policies offline.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod inspect;
 pub mod plugin_check;
 pub mod rescore;

@@ -38,6 +38,7 @@ use crate::{
     plugins::PluginModel,
     record::Recorder,
     runtime::{
+        checkpoints::CheckpointPlan,
         miner::Miner,
         progress::{self, clear_progress_line, ProgressSettings},
         scorer_slot::{slot_for, ConfigSource},
@@ -181,6 +182,25 @@ pub fn neuron_dir(config: &Config) -> Result<PathBuf> {
         .join(config.role.to_string()))
 }
 
+/// A lone neuron's checkpoint: `checkpoint.path`, else `miner_checkpoint.pth`
+/// or `validator_checkpoint.pth` in its directory.
+fn neuron_checkpoint(config: &Config, dir: &std::path::Path, plugins: &PluginSet) -> Result<CheckpointPlan> {
+    let (file, every) = match config.role {
+        Role::Miner => ("miner_checkpoint.pth", config.checkpoint.miner_every_steps),
+        _ => ("validator_checkpoint.pth", config.checkpoint.validator_every_blocks),
+    };
+    let path = if config.checkpoint.path.is_empty() { dir.join(file) } else { PathBuf::from(&config.checkpoint.path) };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+    }
+    Ok(CheckpointPlan {
+        path,
+        every,
+        resume: config.checkpoint.resume,
+        plugin_version: plugins.model().info().version.to_string(),
+    })
+}
+
 /// One miner or validator with a wallet, on a subtensor node.
 async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource) -> Result<()> {
     let selection = ChainSelection::from_flags(Some(&config.subtensor.network), Some(&config.subtensor.chain_endpoint))
@@ -301,6 +321,7 @@ async fn run_role(
                 metrics: metrics.clone(),
                 runlog: Some(runlog.clone()),
                 register: !on_node,
+                checkpoint: Some(neuron_checkpoint(config, &dir, &plugins)?),
             }
             .start()
             .await?;
@@ -360,6 +381,7 @@ async fn run_role(
                 stop,
                 names: Default::default(),
                 register: !on_node,
+                checkpoint: Some(neuron_checkpoint(config, &dir, &plugins)?),
                 on_epoch: Box::new(|report: &EpochReport| {
                     clear_progress_line();
                     println!("{}", format_epoch(report))

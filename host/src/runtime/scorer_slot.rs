@@ -181,6 +181,11 @@ impl ScorerSlot {
 
     /// Scores a step. A scorer swapped in at the last boundary that fails on
     /// its first step is replaced by the one before it, which scores instead.
+    /// The current scorer, for checkpoints (its state is saved and restored).
+    pub fn scorer_mut(&mut self) -> &mut PluginScorer {
+        &mut self.scorer
+    }
+
     /// The current scorer's compute-context statistics (GPU memory in use).
     pub fn compute_stats(&self) -> neuron_plugin_api::ComputeStats {
         self.scorer.compute_stats()
