@@ -2,10 +2,12 @@
 //! miner or validator on a subtensor node. `plugin_check` trains and queries
 //! plugins for their authors (`plugin check`), `inspect` prints what a plugin
 //! declares, `chain` shows a subtensor node's metagraph, hyperparameters and
-//! blocks, `wallet` creates and inspects wallets.
+//! blocks, `wallet` creates and inspects wallets, `train` trains, evaluates and samples
+//! a model plugin on its own (`train`, `eval`, `sample`).
 
 pub mod chain;
 pub mod inspect;
 pub mod plugin_check;
 pub mod run;
+pub mod train;
 pub mod wallet;

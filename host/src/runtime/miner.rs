@@ -16,13 +16,13 @@ use std::{
     time::Instant,
 };
 
-use neuron_plugin_api::TokenBatch;
 use serde_json::json;
 
 use super::{
     directory::MetagraphDirectory,
     schedule::LrSchedule,
     service::{ModelService, SharedModel},
+    training::{train_step, StepOutcome},
 };
 use crate::{
     chain::{AxonInfo, Chain, NetUid},
@@ -220,14 +220,8 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSum
         let step = global_step.load(Ordering::Acquire);
         let lr = schedule.lr_at(step);
         let started = Instant::now();
-        let result = m.model.train(|model| -> Result<(f32, f32)> {
-            model.zero_grad()?;
-            let loss = model.loss(TokenBatch::new(batch.batch, batch.seq, &batch.tokens), &batch.targets)?;
-            model.backward()?;
-            let stats = model.step(lr as f32)?;
-            Ok((loss, stats.grad_norm))
-        });
-        let (loss, grad_norm) = match result {
+        let result = m.model.train(|model| train_step(model, &batch, lr));
+        let StepOutcome { loss, grad_norm } = match result {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(target: "neuron_host::miner", "{}: training stopped: {e}", m.name);

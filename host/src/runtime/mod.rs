@@ -8,4 +8,5 @@ pub mod schedule;
 pub mod scores;
 pub mod service;
 pub mod subnet;
+pub mod training;
 pub mod validator;

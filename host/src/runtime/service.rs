@@ -103,8 +103,8 @@ impl ForwardService for ModelService {
                 })
             })
             .await
-                .map_err(|e| ServiceError::Internal(format!("forward task failed: {e}")))?
-                .map_err(|e| ServiceError::Internal(e.to_string()))
+            .map_err(|e| ServiceError::Internal(format!("forward task failed: {e}")))?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
         }
     }
 
