@@ -1,6 +1,7 @@
 //! The runtime: the epoch scheduler and the miner and validator roles, and a
 //! whole local subnet in one process.
 
+pub mod checkpoints;
 pub mod directory;
 pub mod epoch;
 pub mod miner;

@@ -155,6 +155,16 @@ impl ScoreBook {
             }
         }
     }
+
+    /// Restores per-uid statistics saved earlier, like [`Self::restore`]:
+    /// only where the same hotkey still holds the uid.
+    pub fn restore_stats(&mut self, hotkeys: &[AccountId], stats: &[UidStats]) {
+        for (uid, (hk, s)) in hotkeys.iter().zip(stats).enumerate() {
+            if self.hotkeys.get(uid) == Some(hk) {
+                self.stats[uid] = s.clone();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
