@@ -1,7 +1,11 @@
 //! `neuron-host train`, `eval` and `sample` as the real binary, on the `tiny` GPT model and the
 //! built-in corpus.
 
-use std::{path::Path, process::Output};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+};
 
 use neuron_e2e::{host_command, plugin};
 use serde_json::Value;
@@ -35,7 +39,9 @@ fn s(p: &Path) -> String {
 }
 
 #[test]
-fn tiny_model_learns_the_builtin_corpus_well_below_the_uniform_baseline() {
+fn tiny_model_learns_the_builtin_corpus_and_eval_of_its_checkpoint_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = s(&dir.path().join("tiny.pth"));
     let lines = run_json(&[
         "train",
         "--plugin",
@@ -56,6 +62,10 @@ fn tiny_model_learns_the_builtin_corpus_well_below_the_uniform_baseline() {
         "100",
         "--eval-batches",
         "8",
+        "--checkpoint",
+        &ckpt,
+        "--save-every",
+        "100",
         "--json",
     ]);
     let evals = events(&lines, "eval");
@@ -69,12 +79,41 @@ fn tiny_model_learns_the_builtin_corpus_well_below_the_uniform_baseline() {
     let train_last = evals[3]["train_loss"].as_f64().unwrap();
     assert!(train_last < uniform - 2.0, "train loss {train_last}");
     assert!(evals[3]["tokens_per_s"].as_f64().unwrap() > 0.0);
-    // Every step reported, and the training loss falls.
-    let train = events(&lines, "train");
-    assert_eq!(train.len(), 300 / 10, "a train line every 10 steps");
+    assert_eq!(events(&lines, "train").len(), 300 / 10, "a train line every 10 steps");
     let start = events(&lines, "start")[0];
     assert_eq!(start["sequence_length"], 16, "the tiny model's context");
-    assert!(start["val_tokens"].as_u64().unwrap() * 9 <= start["train_tokens"].as_u64().unwrap() + 9);
+    let saved: Vec<u64> = events(&lines, "checkpoint").iter().map(|c| c["step"].as_u64().unwrap()).collect();
+    assert_eq!(saved, [100, 200, 300]);
+
+    // eval of the saved checkpoint, on the validation part and the batches train used, reports
+    // the validation loss train printed at step 300.
+    let e = run_json(&[
+        "eval",
+        "--checkpoint",
+        &ckpt,
+        "--val-fraction",
+        "0.1",
+        "--batches",
+        "8",
+        "--batch-size",
+        "8",
+        "--json",
+    ]);
+    let reported = events(&e, "eval")[0]["loss"].as_f64().unwrap();
+    assert!((reported - last).abs() < 1e-6, "eval says {reported}, train printed {last} at step 300");
+    // Over every token of the validation part: close to the sampled estimate, and a perplexity.
+    let whole = run_json(&["eval", "--checkpoint", &ckpt, "--val-fraction", "0.1", "--json"]);
+    let w = events(&whole, "eval")[0];
+    let loss = w["loss"].as_f64().unwrap();
+    assert!((loss - last).abs() < 0.3, "whole validation part {loss} vs 8 sampled batches {last}");
+    assert!((w["perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-9);
+    assert!(w["tokens"].as_u64().unwrap() > 100_000, "every window of the ~105k validation tokens: {w}");
+
+    // The trained model writes text that looks like its corpus: mostly letters, spaces, punctuation.
+    let out = run_json(&["sample", "--checkpoint", &ckpt, "--tokens", "120", "--temperature", "0.8", "--json"]);
+    let text = events(&out, "done")[0]["text"].as_str().unwrap().to_string();
+    let plain = text.chars().filter(|c| c.is_ascii_alphabetic() || " .,;!?'\n".contains(*c)).count();
+    assert!(plain * 10 >= text.chars().count() * 9, "not text-like: {text:?}");
 }
 
 #[test]
@@ -130,5 +169,120 @@ fn bad_arguments_are_one_line_and_non_zero() {
         let last = err.lines().filter(|l| l.starts_with("error:")).collect::<Vec<_>>();
         assert_eq!(last.len(), 1, "{args:?}: one error line expected:\n{err}");
         assert!(last[0].contains(expect), "{args:?}: {err}");
+    }
+}
+
+/// Reads a running train's JSON lines until one satisfies `until`; returns them.
+fn read_until(
+    child: &mut Child,
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    until: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let stop = until(&v);
+        seen.push(v);
+        if stop {
+            return seen;
+        }
+    }
+    panic!("train ended ({:?}) before the awaited line; saw {seen:?}", child.wait());
+}
+
+fn spawn_train(args: &[&str]) -> (Child, impl Iterator<Item = std::io::Result<String>>) {
+    let mut cmd = host_command();
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir().join("neuron-host-no-display"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("the binary starts");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[test]
+fn interrupted_training_continues_the_same_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = s(&dir.path().join("run.pth"));
+    let plugin = gpt();
+    let base = [
+        "train",
+        "--plugin",
+        &plugin,
+        "--preset",
+        "tiny",
+        "--steps",
+        "120",
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "10",
+        "--eval-every",
+        "40",
+        "--eval-batches",
+        "4",
+        "--log-every",
+        "1",
+        "--json",
+    ];
+    let whole = run_json(&base);
+    let mut with_ckpt = base.to_vec();
+    with_ckpt.extend_from_slice(&["--checkpoint", &ckpt, "--save-every", "20"]);
+
+    // First killed outright (SIGKILL) past step 50: the restart resumes from the last periodic
+    // checkpoint (step 40) and redoes the steps after it.
+    let (mut child, mut lines) = spawn_train(&with_ckpt);
+    let mut seen = read_until(&mut child, &mut lines, |v| v["event"] == "train" && v["step"].as_u64() >= Some(50));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Then interrupted (SIGTERM) past step 90: it finishes the step, saves and exits.
+    let (mut child, mut lines) = spawn_train(&with_ckpt);
+    let resumed = read_until(&mut child, &mut lines, |v| v["event"] == "train" && v["step"].as_u64() >= Some(90));
+    let first = resumed.iter().find(|v| v["event"] == "resumed").expect("it resumed");
+    assert_eq!(first["step"], 40, "the newest checkpoint on disk when it was killed was step 40");
+    seen.extend(resumed);
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    seen.extend(lines.map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()));
+    assert!(child.wait().unwrap().success());
+    let stopped =
+        seen.iter().find(|v| v["event"] == "interrupted").expect("SIGTERM stops it cleanly")["step"].as_u64().unwrap();
+    assert!((90..120).contains(&stopped), "{stopped}");
+    // And started once more to the end.
+    let last = run_json(&with_ckpt);
+    assert_eq!(events(&last, "resumed")[0]["step"], stopped);
+    seen.extend(last);
+
+    // Every step's loss and every estimate is the uninterrupted run's (later runs overwrite
+    // redone steps).
+    let by_step = |lines: &[Value], kind: &str, key: &str| -> std::collections::BTreeMap<u64, f64> {
+        lines
+            .iter()
+            .filter(|l| l["event"] == kind)
+            .map(|l| (l["step"].as_u64().unwrap(), l[key].as_f64().unwrap()))
+            .collect()
+    };
+    let expected = by_step(&whole, "train", "loss");
+    let got = by_step(&seen, "train", "loss");
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), (1..=120).collect::<Vec<_>>());
+    for (step, loss) in &expected {
+        assert!(
+            (got[step] - loss).abs() <= 1e-5 * loss.abs(),
+            "step {step}: {} resumed vs {loss} uninterrupted",
+            got[step]
+        );
+    }
+    let expected = by_step(&whole, "eval", "val_loss");
+    let got = by_step(&seen, "eval", "val_loss");
+    for step in [40, 80, 120] {
+        assert!(
+            (got[&step] - expected[&step]).abs() <= 1e-5,
+            "val loss at {step}: {} vs {}",
+            got[&step],
+            expected[&step]
+        );
     }
 }

@@ -223,7 +223,35 @@ impl ModelArgs {
             config.plugins = train_job::plugin_paths(None)?;
         }
         let seed = self.seed.unwrap_or(config.data.seed);
-        Ok((train_job::ModelSource { config: config.clone(), preset: self.preset.clone(), seed }, config))
+        let source =
+            train_job::ModelSource { config: config.clone(), preset: self.preset.clone(), seed, section: None };
+        Ok((source, config))
+    }
+
+    /// The model of `checkpoint` (its saved configuration and weights), or a new one built from
+    /// the flags. The seed defaults to the checkpoint's data seed (so `eval --batches` draws the
+    /// batches `train` estimated its losses on).
+    fn model(&self, checkpoint: Option<&std::path::Path>) -> Result<(train_job::ModelSource, train_job::BuiltModel)> {
+        let Some(path) = checkpoint else {
+            let (source, _) = self.source()?;
+            let built = source.build()?;
+            return Ok((source, built));
+        };
+        if self.preset.is_some() {
+            return Err(neuron_host::Error::Config(
+                "--preset does not go with --checkpoint: the model is built with the configuration saved in the checkpoint".into(),
+            ));
+        }
+        let mut saved = train_job::read_checkpoint(path)?;
+        let mut config = Config::load(self.config.as_deref())?;
+        config.plugins = match &self.plugin {
+            Some(p) => vec![p.clone()],
+            None => vec![train_job::plugin_beside_executable(&saved.plugin.name)?],
+        };
+        let seed = self.seed.unwrap_or(saved.data.sampler.seed);
+        let source = train_job::ModelSource { config, preset: None, seed, section: Some(saved.plugin.config.clone()) };
+        let built = train_job::restore_model(&mut saved, path, &source)?;
+        Ok((source, built))
     }
 }
 
@@ -270,12 +298,26 @@ struct TrainArgs {
     /// Print a training line every this many steps when stdout is not a terminal (0: never).
     #[arg(long, default_value_t = 10, value_name = "N")]
     log_every: u64,
+    /// Checkpoint file (a miner's checkpoint, PyTorch .pth): resumed from when it exists, saved
+    /// every --save-every steps, at the end and when interrupted.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoint saves (0: only at the end) [default: checkpoint.miner_every_steps].
+    #[arg(long, value_name = "N")]
+    save_every: Option<u64>,
+    /// Start fresh even when the checkpoint exists (it is replaced at the first save).
+    #[arg(long)]
+    no_resume: bool,
 }
 
 #[derive(Args)]
 struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// A checkpoint written by `train` or a miner: the model is built with its saved configuration
+    /// and weights (the plugin is looked for beside the executable unless --plugin is given).
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
     /// `builtin`, a text file, or a nanoGPT uint16 token file (.bin) [default: data.dataset].
     #[arg(long, value_name = "PATH")]
     dataset: Option<String>,
@@ -297,6 +339,10 @@ struct EvalArgs {
 struct SampleArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// A checkpoint written by `train` or a miner: the model is built with its saved configuration
+    /// and weights (the plugin is looked for beside the executable unless --plugin is given).
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
     /// Text to continue.
     #[arg(long, default_value = "\n", value_name = "TEXT")]
     prompt: String,
@@ -530,13 +576,16 @@ fn run(cli: Cli) -> Result<()> {
                 eval_every: args.eval_every,
                 eval_batches: args.eval_batches,
                 log_every: args.log_every,
+                checkpoint: args.checkpoint,
+                save_every: args.save_every.unwrap_or(config.checkpoint.miner_every_steps),
+                resume: !args.no_resume,
             };
             let mut out = train_job::Output::new(args.model.json);
             train_job::train(&source, &options, &mut out).map(|_| ())
         }
         Some(Command::Eval(args)) => {
-            let (source, config) = args.model.source()?;
-            let mut model = source.build()?;
+            let (source, mut model) = args.model.model(args.checkpoint.as_deref())?;
+            let config = source.config.clone();
             let options = train_job::EvalOptions {
                 dataset: args.dataset.unwrap_or_else(|| config.data.dataset.clone()),
                 val_fraction: args.val_fraction,
@@ -548,8 +597,7 @@ fn run(cli: Cli) -> Result<()> {
             train_job::eval(&mut model, &source, &options, &mut out).map(|_| ())
         }
         Some(Command::Sample(args)) => {
-            let (source, _) = args.model.source()?;
-            let mut model = source.build()?;
+            let (source, mut model) = args.model.model(args.checkpoint.as_deref())?;
             let options = train_job::SampleOptions {
                 prompt: args.prompt.replace("\\n", "\n"),
                 tokens: args.tokens,

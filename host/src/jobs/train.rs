@@ -22,11 +22,13 @@ use neuron_plugin_api::{OutputRequest, TokenBatch};
 use serde_json::{json, Value};
 
 use crate::{
+    checkpoint::writer::{load_with_fallback, CheckpointWriter},
     config::Config,
     data::{BatchSampler, Dataset, Tokenizer},
     error::{Error, Result},
     plugins::PluginModel,
     runtime::{
+        checkpoints::{CheckpointPlan, DataPosition, MinerCheckpoint, PluginIdentity},
         schedule::LrSchedule,
         subnet::PluginSet,
         training::{estimate_loss, train_step, Estimate, EvalWindows},
@@ -50,6 +52,9 @@ pub struct ModelSource {
     /// Seed of the model's initial weights (unless its config section sets one) and of the data
     /// stream.
     pub seed: u64,
+    /// The model's whole configuration section, replacing the config file's, the preset and the
+    /// seed (a checkpoint's saved configuration).
+    pub section: Option<String>,
 }
 
 /// A model built from a plugin, with its tokenizer.
@@ -62,6 +67,8 @@ pub struct BuiltModel {
     pub parameters: u64,
     /// The effective configuration the plugin reports (presets expanded).
     pub description_config: String,
+    /// The plugin's version, saved in checkpoints.
+    pub plugin_version: String,
 }
 
 impl ModelSource {
@@ -76,7 +83,10 @@ impl ModelSource {
         if let Some(preset) = &self.preset {
             table.insert("preset".into(), toml::Value::String(preset.clone()));
         }
-        let section = toml::to_string(&table).unwrap_or_default();
+        let section = match &self.section {
+            Some(saved) => saved.clone(),
+            None => toml::to_string(&table).unwrap_or_default(),
+        };
         let model = plugins.model().new_model(&gpu, &section)?;
         let d = model.describe()?;
         let tokenizer = Tokenizer::from_name(d.tokenizer.as_str())?;
@@ -95,6 +105,7 @@ impl ModelSource {
             tokenizer,
             parameters: d.parameters,
             description_config: d.config.to_string(),
+            plugin_version: plugins.model().info().version.to_string(),
             plugins,
             model,
         })
@@ -202,6 +213,12 @@ pub struct TrainOptions {
     pub eval_batches: u32,
     /// Print a training line every this many steps (0: only evaluations).
     pub log_every: u64,
+    /// Checkpoint file (the miner's format); saved every `save_every` steps and at the end.
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between saves (0: only at the end or when interrupted).
+    pub save_every: u64,
+    /// Continue from the checkpoint when it exists.
+    pub resume: bool,
 }
 
 /// What `train` ended with.
@@ -221,7 +238,8 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
     if options.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()));
     }
-    let BuiltModel { plugins, mut model, vocab, block_size, tokenizer, parameters, .. } = source.build()?;
+    let BuiltModel { plugins, mut model, vocab, block_size, tokenizer, parameters, plugin_version, .. } =
+        source.build()?;
     let seq = options.sequence_length.unwrap_or(block_size);
     if seq == 0 || seq > block_size {
         return Err(Error::Config(format!(
@@ -239,6 +257,55 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
     let batch = options.batch_size;
     let mut sampler = BatchSampler::new(source.seed, batch, seq);
     let mut step: u64 = 0;
+    let mut schedule = options.schedule;
+    let live = PluginIdentity::of(&model, &plugin_version)?;
+    let plan = options.checkpoint.as_ref().map(|path| CheckpointPlan {
+        path: path.clone(),
+        every: options.save_every,
+        resume: options.resume,
+        plugin_version: plugin_version.clone(),
+    });
+    if let Some(plan) = &plan {
+        if let Some(c) = plan.resume_miner(&mut model)? {
+            if c.data.sampler.seed != source.seed {
+                return Err(Error::Config(format!(
+                    "{} was trained with seed {}, this run has seed {}; pass --seed {} to continue it, or --no-resume",
+                    plan.path.display(),
+                    c.data.sampler.seed,
+                    source.seed,
+                    c.data.sampler.seed
+                )));
+            }
+            if c.schedule != schedule {
+                out.line(
+                    &format!(
+                        "note: continuing with the checkpoint's learning-rate schedule {:?} (this run asked for {:?})",
+                        c.schedule, schedule
+                    ),
+                    json!({"event": "note", "schedule": c.schedule, "asked": schedule}),
+                );
+                schedule = c.schedule;
+            }
+            step = c.global_step;
+            sampler = BatchSampler::resume(c.data.sampler, batch, seq);
+            out.line(
+                &format!("resumed from {} at step {step}", plan.path.display()),
+                json!({"event": "resumed", "step": step, "path": plan.path.display().to_string()}),
+            );
+        }
+    }
+    let writer = plan.as_ref().map(|p| CheckpointWriter::new(p.path.clone()));
+    let save = |model: &mut PluginModel, step: u64, sampler: &BatchSampler, out: &mut Output| -> Result<()> {
+        if let Some(writer) = &writer {
+            let data = DataPosition { sampler: sampler.state(), noise_state: 0 };
+            writer.request(MinerCheckpoint::capture(model, &live, &schedule, step, data)?, step);
+            out.line(
+                &format!("checkpoint at step {step} -> {}", writer.path().display()),
+                json!({"event": "checkpoint", "step": step, "path": writer.path().display().to_string()}),
+            );
+        }
+        Ok(())
+    };
     out.line(
         &format!(
             "training {} ({} parameters) on {} ({} tokens), validating on {} ({} tokens); batch {batch} x {seq} tokens, {} steps",
@@ -255,7 +322,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             "train_data": train_data.source(), "train_tokens": train_data.len(),
             "val_data": val_data.source(), "val_tokens": val_data.len(),
             "batch_size": batch, "sequence_length": seq, "steps": options.steps, "start_step": step,
-            "seed": source.seed, "schedule": options.schedule,
+            "seed": source.seed, "schedule": schedule,
         }),
     );
     let stop = interrupt_flag();
@@ -306,7 +373,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             break;
         }
         let b = sampler.next_batch(&train_data)?;
-        let lr = options.schedule.lr_at(step);
+        let lr = schedule.lr_at(step);
         let t0 = Instant::now();
         let outcome = train_step(&mut model, &b, lr)?;
         let secs = t0.elapsed().as_secs_f64();
@@ -334,6 +401,22 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             let (t, v) = evaluate(&mut model, step, &mut window_tokens, &mut window_secs, out)?;
             report = TrainReport { step, train_loss: t, val_loss: v };
             last_eval = Some(step);
+        }
+        if options.save_every > 0 && step.is_multiple_of(options.save_every) && step < options.steps {
+            save(&mut model, step, &sampler, out)?;
+        }
+    }
+    // The last state is saved whether the run finished or was interrupted, and is on disk
+    // before the job reports success.
+    save(&mut model, step, &sampler, out)?;
+    if let Some(writer) = &writer {
+        writer.flush();
+        if writer.written_tag() != Some(step) {
+            let why = writer.stats().last_error.unwrap_or_else(|| "no error recorded".into());
+            return Err(Error::Config(format!(
+                "cannot save the checkpoint {} at step {step}: {why}; free space or choose another --checkpoint path and run again",
+                writer.path().display()
+            )));
         }
     }
     if last_eval != Some(step) {
@@ -586,6 +669,47 @@ pub fn plugin_paths(plugin: Option<PathBuf>) -> Result<Vec<PathBuf>> {
     plugin.map(|p| vec![p]).ok_or_else(|| {
         Error::Config("no model plugin given: pass --plugin PATH (for example target/release/libgpt.so)".into())
     })
+}
+
+/// Reads a checkpoint `train` or a miner saved (the previous file when the current one is
+/// damaged), without a model yet.
+pub fn read_checkpoint(path: &Path) -> Result<MinerCheckpoint> {
+    let value = match load_with_fallback(path) {
+        Ok(Some((value, _))) => value,
+        Ok(None) => {
+            return Err(Error::Config(format!(
+                "{}: no such checkpoint; write one with `neuron-host train --checkpoint {}`",
+                path.display(),
+                path.display()
+            )))
+        }
+        Err(e) => return Err(Error::Config(format!("cannot read the checkpoint: {e}"))),
+    };
+    MinerCheckpoint::from_value(&value).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+/// The library of plugin `name` beside the executable (`libgpt.so` for `gpt`), for a checkpoint
+/// read without `--plugin`.
+pub fn plugin_beside_executable(name: &str) -> Result<PathBuf> {
+    let file = format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(&file)))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "the checkpoint's model comes from plugin `{name}` and there is no {file} beside the executable; pass --plugin PATH"
+            ))
+        })
+}
+
+/// Builds the model a checkpoint was saved from (its saved configuration) and loads its weights.
+pub fn restore_model(checkpoint: &mut MinerCheckpoint, path: &Path, source: &ModelSource) -> Result<BuiltModel> {
+    let mut built = source.build()?;
+    let live = PluginIdentity::of(&built.model, &built.plugin_version)?;
+    checkpoint.check(&built.model, &live).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    checkpoint.apply(&mut built.model)?;
+    Ok(built)
 }
 
 #[cfg(test)]
