@@ -247,7 +247,7 @@ fn interrupted_training_continues_the_same_curve() {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     seen.extend(lines.map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()));
-    assert!(child.wait().unwrap().success());
+    assert!(!child.wait().unwrap().success(), "an interrupted run does not report success");
     let stopped =
         seen.iter().find(|v| v["event"] == "interrupted").expect("SIGTERM stops it cleanly")["step"].as_u64().unwrap();
     assert!((90..120).contains(&stopped), "{stopped}");
@@ -285,4 +285,56 @@ fn interrupted_training_continues_the_same_curve() {
             expected[&step]
         );
     }
+}
+
+#[test]
+fn a_token_file_trains_exactly_like_the_text_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = ["miner", "trains", "the", "validator", "scores", "a", "model", "chain", "weights", "keeps"];
+    let mut state = 1u64;
+    let text: String = (0..6000)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            words[(state >> 33) as usize % words.len()]
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let txt = dir.path().join("corpus.txt");
+    let bin = dir.path().join("corpus.bin");
+    std::fs::write(&txt, &text).unwrap();
+    std::fs::write(&bin, text.bytes().flat_map(|b| u16::from(b).to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let plugin = gpt();
+    let train = |data: &Path| -> Vec<Value> {
+        let data = s(data);
+        let lines = run_json(&[
+            "train",
+            "--plugin",
+            &plugin,
+            "--preset",
+            "tiny",
+            "--dataset",
+            &data,
+            "--steps",
+            "20",
+            "--eval-every",
+            "10",
+            "--eval-batches",
+            "2",
+            "--log-every",
+            "1",
+            "--json",
+        ]);
+        lines.into_iter().filter(|l| l["event"] == "train" || l["event"] == "eval").map(strip_timing).collect()
+    };
+    let from_text = train(&txt);
+    assert_eq!(from_text.len(), 20 + 3);
+    assert_eq!(from_text, train(&bin), "the same tokens, the same run");
+}
+
+/// A line without its wall-clock fields.
+fn strip_timing(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|k, _| !k.ends_with("_s") && k != "tokens_per_s");
+    }
+    v
 }

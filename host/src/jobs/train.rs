@@ -361,6 +361,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         Ok((tr.loss, va.loss))
     };
     let mut last_eval = None;
+    let mut interrupted = false;
     if step < options.steps || step == 0 {
         let (t, v) = evaluate(&mut model, step, &mut window_tokens, &mut window_secs, out)?;
         report = TrainReport { step, train_loss: t, val_loss: v };
@@ -370,6 +371,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         if stop.load(Ordering::Acquire) {
             out.finish();
             out.line(&format!("interrupted at step {step}"), json!({"event": "interrupted", "step": step}));
+            interrupted = true;
             break;
         }
         let b = sampler.next_batch(&train_data)?;
@@ -436,6 +438,20 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             "elapsed_s": started.elapsed().as_secs_f64(),
         }),
     );
+    if interrupted {
+        // Not finished: a script running `train && eval` must not go on.
+        return Err(Error::Config(match &options.checkpoint {
+            Some(p) => format!(
+                "interrupted at step {step} of {}; saved in {}: run the same command again to continue",
+                options.steps,
+                p.display()
+            ),
+            None => format!(
+                "interrupted at step {step} of {}; nothing was saved (pass --checkpoint FILE to be able to continue)",
+                options.steps
+            ),
+        }));
+    }
     Ok(report)
 }
 
