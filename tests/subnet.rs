@@ -58,7 +58,9 @@ fn subnet_command(dir: &Path, epochs: u64) -> Command {
         .arg(&config)
         .args(["--epochs", &epochs.to_string()])
         .arg("--run_dir")
-        .arg(dir.join("run"));
+        .arg(dir.join("run"))
+        .arg("--checkpoint_path")
+        .arg(dir.join("checkpoints"));
     cmd
 }
 

@@ -7,7 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use neuron_host::{
     config::{Config, Override},
     gpu::{GpuDevice, GpuOptions},
-    jobs::{chain, inspect, plugin_check, run as run_job, train as train_job, wallet as wallet_job},
+    jobs::{
+        chain, checkpoint as checkpoint_job, inspect, plugin_check, run as run_job, train as train_job,
+        wallet as wallet_job,
+    },
     logging,
     runtime::schedule::LrSchedule,
     wallet::{Scheme, WalletConfig},
@@ -184,6 +187,11 @@ enum Command {
         #[command(subcommand)]
         command: WalletCommand,
     },
+    /// Look at checkpoint files.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
     /// Train a model plugin on a dataset without a subnet (the miner's training loop), reporting
     /// train and validation loss.
     Train(TrainArgs),
@@ -358,6 +366,13 @@ struct SampleArgs {
 }
 
 #[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Print what a checkpoint holds (role, plugin, step, keys with dtypes and shapes);
+    /// exit non-zero with one line when the file is damaged or not a checkpoint.
+    Inspect { path: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Every key with its value and its source (default, file, environment or flag).
     Show {
@@ -505,6 +520,7 @@ fn run(cli: Cli) -> Result<()> {
             let config = Config::load(config.as_deref())?;
             inspect::inspect(&path, &config, !no_instantiate)
         }
+        Some(Command::Checkpoint { command: CheckpointCommand::Inspect { path } }) => checkpoint_job::inspect(&path),
         Some(Command::Report { run_dir, width, height }) => {
             let out = neuron_host::report::render(&run_dir, neuron_host::report::Size { width, height })?;
             for img in &out.images {

@@ -157,6 +157,72 @@ fn files_the_host_writes_open_in_an_independent_reader() {
     assert_eq!(python_summary(&python, "pth_reader.py", &path), summary(&sample()));
 }
 
+/// What the runtime writes for a miner and a validator (keys `model`, `optimizer`,
+/// `scheduler`, `global_step`, `data`, `plugin`; `scores`, `uid_stats`, `scorer`, ...)
+/// opens in the independent reader with every value equal.
+#[test]
+fn runtime_checkpoints_open_in_an_independent_reader() {
+    use neuron_host::{
+        chain::AccountId,
+        data::SamplerState,
+        runtime::{
+            checkpoints::{DataPosition, MinerCheckpoint, ModelState, PluginIdentity, ValidatorCheckpoint},
+            schedule::LrSchedule,
+            scores::UidStats,
+        },
+    };
+    use neuron_plugin_api::Tensor;
+    let python = std::env::var("NEURON_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("NEURON_TEST_PYTHON is not set: run the tests with `cargo xtask test`"));
+    let plugin = PluginIdentity {
+        name: "gpt".into(),
+        version: "0.1.0".into(),
+        architecture: "gpt".into(),
+        config: "preset = \"tiny\"\nn_layer = 2\n".into(),
+    };
+    let model = vec![
+        Tensor::f32("transformer.wte.weight", &[4, 3], &(0..12).map(|i| i as f32 / 4.0).collect::<Vec<_>>()),
+        Tensor::f32("transformer.ln_f.bias", &[3], &[0.5, -0.5, 1e-7]),
+    ];
+    let optimizer =
+        vec![Tensor::f32("transformer.wte.weight.exp_avg", &[4, 3], &[1e-3; 12]), Tensor::i64_scalar("step", 1234)];
+    let data = DataPosition { sampler: SamplerState { seed: u64::MAX, step: 1234 }, noise_state: 99 };
+    let miner = MinerCheckpoint {
+        plugin: plugin.clone(),
+        model: model.clone(),
+        optimizer: optimizer.clone(),
+        schedule: LrSchedule::default(),
+        global_step: 1234,
+        data,
+    }
+    .to_value();
+    let (_dir, path) = write(&miner);
+    let read = python_summary(&python, "pth_reader.py", &path);
+    assert_eq!(read, summary(&miner));
+    for key in
+        ["/model/transformer.wte.weight", "/optimizer/step", "/scheduler/last_lr", "/global_step", "/plugin/name"]
+    {
+        assert!(read.get(key).is_some(), "{key} in {read}");
+    }
+    assert_eq!(read["/model{}"]["kind"], "ordered", "model is a state dict (an OrderedDict)");
+    let validator = ValidatorCheckpoint {
+        model: Some(ModelState { plugin, model, optimizer }),
+        global_step: 77,
+        block: 1500,
+        epoch: 4,
+        hotkeys: vec![AccountId::from_name("a"), AccountId::from_name("b")],
+        scores: vec![0.25, 0.0],
+        weights: vec![1.0, 0.0],
+        stats: vec![UidStats { queried: 3, answered: 2, last_loss: 2.5, ..Default::default() }, UidStats::default()],
+        scorer_name: "scoring-loss".into(),
+        scorer_state: vec![Tensor::f32("baseline", &[1], &[3.0])],
+        data,
+    }
+    .to_value();
+    let (_dir, path) = write(&validator);
+    assert_eq!(python_summary(&python, "pth_reader.py", &path), summary(&validator));
+}
+
 #[test]
 fn pytorch_itself_opens_the_files_when_neuron_test_torch_python_is_set() {
     // PyTorch is too large for CI (which runs the independent reader above);

@@ -83,6 +83,8 @@ block_time = 0.5
 tempo = 1000
 [logging]
 run_dir = "{run}"
+[checkpoint]
+path = "{checkpoints}"
 "#,
         gpt = plugin("gpt").display(),
         loss = plugin("scoring_loss").display(),
@@ -90,6 +92,7 @@ run_dir = "{run}"
         seq = case.seq,
         blocks = case.blocks,
         run = dir.join("run").display(),
+        checkpoints = dir.join("checkpoints").display(),
     );
     let config = Config::parse(&text).expect("bench config");
     let metrics = Arc::new(Metrics::new());

@@ -12,6 +12,7 @@ use std::{
 use neuron_host::gpu::{GpuDevice, GpuOptions};
 
 pub mod net;
+pub mod probe;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
@@ -23,6 +24,7 @@ pub fn cargo() -> String {
 
 struct Artifacts {
     libraries: HashMap<String, PathBuf>,
+    examples: HashMap<String, PathBuf>,
     binary: PathBuf,
 }
 
@@ -50,6 +52,7 @@ fn artifacts() -> &'static Artifacts {
         assert!(out.status.success(), "cargo build failed:\n{}", String::from_utf8_lossy(&out.stderr));
         let mut libraries = HashMap::new();
         let mut binary = None;
+        let mut examples = HashMap::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
             if msg["reason"] != "compiler-artifact" {
@@ -73,12 +76,17 @@ fn artifacts() -> &'static Artifacts {
                     libraries.insert(name.clone(), so.clone());
                 }
             }
+            if kinds.contains(&"example") && msg["profile"]["test"] != true {
+                if let Some(exe) = msg["executable"].as_str() {
+                    examples.insert(name.clone(), PathBuf::from(exe));
+                }
+            }
             // `--tests` also builds the binary's unit-test harness (kind "bin" too): skip it.
             if kinds.contains(&"bin") && name == "neuron_host" && msg["profile"]["test"] != true {
                 binary = msg["executable"].as_str().map(PathBuf::from);
             }
         }
-        Artifacts { libraries, binary: binary.expect("cargo reported the neuron-host binary") }
+        Artifacts { libraries, examples, binary: binary.expect("cargo reported the neuron-host binary") }
     })
 }
 
@@ -90,6 +98,11 @@ pub fn plugin(lib_name: &str) -> PathBuf {
         .get(lib_name)
         .unwrap_or_else(|| panic!("no shared library `{lib_name}` in the workspace build"))
         .clone()
+}
+
+/// Path of an example program of the workspace (e.g. "checkpoint_probe").
+pub fn example(name: &str) -> PathBuf {
+    artifacts().examples.get(name).unwrap_or_else(|| panic!("no example `{name}` in the workspace build")).clone()
 }
 
 /// Path of the `neuron-host` binary.

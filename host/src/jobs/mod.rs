@@ -6,6 +6,7 @@
 //! a model plugin on its own (`train`, `eval`, `sample`).
 
 pub mod chain;
+pub mod checkpoint;
 pub mod inspect;
 pub mod plugin_check;
 pub mod run;

@@ -31,6 +31,7 @@ use crate::{
     net::ClientConfig,
     plugins::PluginModel,
     runtime::{
+        checkpoints::CheckpointPlan,
         miner::Miner,
         service::SharedModel,
         subnet::{self, format_epoch, start_metrics, PluginSet, SubnetRun, SubnetSummary},
@@ -142,6 +143,25 @@ pub fn neuron_dir(config: &Config) -> Result<PathBuf> {
         .join(&config.wallet.hotkey)
         .join(format!("netuid{}", config.netuid))
         .join(config.role.to_string()))
+}
+
+/// A lone neuron's checkpoint: `checkpoint.path`, else `miner_checkpoint.pth`
+/// or `validator_checkpoint.pth` in its directory.
+fn neuron_checkpoint(config: &Config, dir: &std::path::Path, plugins: &PluginSet) -> Result<CheckpointPlan> {
+    let (file, every) = match config.role {
+        Role::Miner => ("miner_checkpoint.pth", config.checkpoint.miner_every_steps),
+        _ => ("validator_checkpoint.pth", config.checkpoint.validator_every_blocks),
+    };
+    let path = if config.checkpoint.path.is_empty() { dir.join(file) } else { PathBuf::from(&config.checkpoint.path) };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+    }
+    Ok(CheckpointPlan {
+        path,
+        every,
+        resume: config.checkpoint.resume,
+        plugin_version: plugins.model().info().version.to_string(),
+    })
 }
 
 /// One miner or validator with a wallet, on a subtensor node.
@@ -261,6 +281,7 @@ async fn run_role(
                 metrics,
                 runlog: Some(runlog.clone()),
                 register: !on_node,
+                checkpoint: Some(neuron_checkpoint(config, &dir, &plugins)?),
             }
             .start()
             .await?;
@@ -277,7 +298,7 @@ async fn run_role(
             }
         }
         _ => {
-            let scorer = plugins.new_scorer(&gpu, &config)?;
+            let scorer = plugins.new_scorer(&gpu, config)?;
             let net = config.net_config();
             let summary = Validator {
                 name: name.clone(),
@@ -298,6 +319,7 @@ async fn run_role(
                 stop,
                 names: Default::default(),
                 register: !on_node,
+                checkpoint: Some(neuron_checkpoint(config, &dir, &plugins)?),
                 on_epoch: Box::new(|report: &EpochReport| println!("{}", format_epoch(report))),
             }
             .run()

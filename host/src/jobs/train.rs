@@ -28,7 +28,7 @@ use crate::{
     error::{Error, Result},
     plugins::PluginModel,
     runtime::{
-        checkpoints::{CheckpointPlan, DataPosition, MinerCheckpoint, PluginIdentity},
+        checkpoints::{remove_stale_temp_files, CheckpointPlan, DataPosition, MinerCheckpoint, PluginIdentity},
         schedule::LrSchedule,
         subnet::PluginSet,
         training::{estimate_loss, train_step, Estimate, EvalWindows},
@@ -266,6 +266,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         plugin_version: plugin_version.clone(),
     });
     if let Some(plan) = &plan {
+        remove_stale_temp_files(&plan.path);
         if let Some(c) = plan.resume_miner(&mut model)? {
             if c.data.sampler.seed != source.seed {
                 return Err(Error::Config(format!(

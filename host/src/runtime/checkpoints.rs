@@ -41,7 +41,7 @@ use crate::{
     chain::AccountId,
     checkpoint::{
         pickle::{TensorValue, Value},
-        writer::{load_with_fallback, CheckpointWriter, LoadedFrom},
+        writer::{load_with_fallback, CheckpointWriter},
     },
     data::SamplerState,
     error::{Error, Result},
@@ -126,9 +126,15 @@ fn config_difference(saved: &str, live: &str) -> Option<String> {
     if saved == live {
         return None;
     }
-    let (Ok(a), Ok(b)) = (saved.parse::<toml::Table>(), live.parse::<toml::Table>()) else {
+    let (Ok(mut a), Ok(mut b)) = (saved.parse::<toml::Table>(), live.parse::<toml::Table>()) else {
         return Some("the configs differ (one of them is not TOML)".into());
     };
+    // The seed only decides the initial weights, which the checkpoint replaces.
+    a.remove("seed");
+    b.remove("seed");
+    if a == b {
+        return None;
+    }
     fn walk(prefix: &str, a: &toml::Table, b: &toml::Table) -> Option<String> {
         let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
         keys.sort();
@@ -544,12 +550,8 @@ impl CheckpointPlan {
         }
         match load_with_fallback(&self.path) {
             Ok(None) => Ok(None),
-            Ok(Some((value, from))) => {
-                if let LoadedFrom::Previous { reason } = from {
-                    tracing::warn!(target: "neuron_host::checkpoint", "resuming from the previous checkpoint: {reason}");
-                }
-                Ok(Some(value))
-            }
+            // (Falling back to .prev is logged as a warning by the loader.)
+            Ok(Some((value, _))) => Ok(Some(value)),
             Err(e) => Err(Error::Config(format!("cannot resume: {e}; move the file away or start with --no-resume"))),
         }
     }
@@ -578,6 +580,7 @@ pub struct Saver {
 
 impl Saver {
     pub fn new(path: PathBuf, metrics: Arc<Metrics>, name: &str) -> Self {
+        remove_stale_temp_files(&path);
         Self {
             writer: CheckpointWriter::new(path),
             metrics,
@@ -590,6 +593,11 @@ impl Saver {
 
     pub fn path(&self) -> &std::path::Path {
         self.writer.path()
+    }
+
+    /// The tag of the newest save that reached the disk.
+    pub fn written(&self) -> Option<u64> {
+        self.writer.written_tag()
     }
 
     /// Hands a captured snapshot to the writer (returns at once), or counts
@@ -630,6 +638,33 @@ impl Saver {
         self.record();
         if let Some(tag) = self.writer.written_tag() {
             tracing::info!(target: "neuron_host::checkpoint", "checkpoint at {tag} saved in {}", self.writer.path().display());
+        }
+    }
+}
+
+/// Removes temp files a killed process left beside `path` (`.NAME.tmp.PID`,
+/// `.NAME.prev.PID` of a process that no longer runs); the checkpoint and
+/// `.prev` are never touched.
+pub fn remove_stale_temp_files(path: &std::path::Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return };
+    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let Some(rest) = file.strip_prefix(&format!(".{name}.")) else { continue };
+        let Some((kind, pid)) = rest.split_once('.') else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let alive = pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if (kind == "tmp" || kind == "prev") && !alive && cfg!(target_os = "linux") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(target: "neuron_host::checkpoint", "removed {}, left by an interrupted save", entry.path().display())
+                }
+                Err(e) => {
+                    tracing::warn!(target: "neuron_host::checkpoint", "cannot remove {}: {e}", entry.path().display())
+                }
+            }
         }
     }
 }
@@ -833,6 +868,36 @@ mod tests {
     }
 
     #[test]
+    fn saves_and_failures_reach_the_metrics_and_stale_temp_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("miner_checkpoint.pth");
+        // A temp file of a process that no longer runs (pid 2^31 - 2 cannot exist on Linux).
+        let stale = dir.path().join(".miner_checkpoint.pth.tmp.2147483646");
+        std::fs::write(&stale, b"half a checkpoint").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let mut saver = Saver::new(path.clone(), metrics.clone(), "m");
+        if cfg!(target_os = "linux") {
+            assert!(!stale.exists());
+        }
+        saver.request(Ok(miner().to_value()), 1234);
+        saver.request(Err(Error::Config("the GPU went away".into())), 1235);
+        saver.finish();
+        assert_eq!(global_step_of(&path), Some(1234));
+        let text = metrics.render();
+        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+        assert!(
+            line("neuron_checkpoint_size_bytes{").ends_with(&std::fs::metadata(&path).unwrap().len().to_string()),
+            "{text}"
+        );
+        assert!(line("neuron_checkpoint_failures_total{").ends_with(" 1"), "{text}");
+        assert!(line("neuron_checkpoint_duration_seconds_count{").ends_with(" 1"), "{text}");
+    }
+
+    fn global_step_of(path: &std::path::Path) -> Option<i64> {
+        load_with_fallback(path).unwrap()?.0.get("global_step")?.as_int()
+    }
+
+    #[test]
     fn a_miner_checkpoint_survives_the_file_with_every_field() {
         let c = miner();
         let back = MinerCheckpoint::from_value(&through_the_file(&c.to_value())).unwrap();
@@ -852,6 +917,8 @@ mod tests {
         let bigger = PluginIdentity { config: "n_layer = 4\nn_embd = 32\n".into(), ..identity() };
         let e = saved.check_matches(&bigger).unwrap_err();
         assert!(e.contains("n_layer is 2 in the checkpoint, 4 here"), "{e}");
+        let reseeded = PluginIdentity { config: "n_layer = 2\nn_embd = 32\nseed = 5\n".into(), ..identity() };
+        saved.check_matches(&reseeded).unwrap();
         let newer = PluginIdentity { version: "0.2.0".into(), ..identity() };
         saved.check_matches(&newer).unwrap();
     }

@@ -19,6 +19,7 @@ use std::{
 use serde_json::json;
 
 use super::{
+    checkpoints::{CheckpointPlan, DataPosition, MinerCheckpoint, PluginIdentity, Saver},
     directory::MetagraphDirectory,
     schedule::LrSchedule,
     service::{ModelService, SharedModel},
@@ -57,6 +58,8 @@ pub struct Miner {
     /// Register the hotkey when the subnet does not know it (the local
     /// chain); on a node registration costs TAO and is left to the operator.
     pub register: bool,
+    /// Where to save and resume from (None: no checkpoints).
+    pub checkpoint: Option<CheckpointPlan>,
 }
 
 /// What a miner's training did.
@@ -109,6 +112,11 @@ impl Miner {
                 uid
             }
         };
+        // Resume before serving, so the first answer already comes from the restored model.
+        let resumed = match &self.checkpoint {
+            Some(plan) => self.model.train(|m| plan.resume_miner(m))?,
+            None => None,
+        };
         let directory = MetagraphDirectory::new();
         directory.update(&self.chain.metagraph(self.netuid).await?);
         let ip: IpAddr = self
@@ -156,7 +164,11 @@ impl Miner {
         };
 
         let stop = Arc::new(AtomicBool::new(false));
-        let global_step = Arc::new(AtomicU64::new(0));
+        let global_step = Arc::new(AtomicU64::new(resumed.as_ref().map_or(0, |c| c.global_step)));
+        if let Some(c) = &resumed {
+            tracing::info!(target: "neuron_host::miner", "{} resumed from its checkpoint at step {}", self.name, c.global_step);
+            self.metrics.global_step.get_or_create(&neuron(&self.name)).set(c.global_step as i64);
+        }
         let handle_name = self.name.clone();
         let trainer = if !self.settings.train {
             tracing::info!(target: "neuron_host::miner", "{} serves its model without training it (miner.train = false)", self.name);
@@ -167,7 +179,7 @@ impl Miner {
             let name = self.name.clone();
             std::thread::Builder::new()
                 .name(format!("{}-train", self.name))
-                .spawn(move || train_loop(&self, &stop, &global_step))
+                .spawn(move || train_loop(&self, &stop, &global_step, resumed))
                 .map_err(|e| Error::Config(format!("cannot start {name}'s training thread: {e}")))
                 .map(Some)?
         };
@@ -200,12 +212,31 @@ fn crate_version() -> u32 {
         + v.get(2).copied().unwrap_or(0)
 }
 
-fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSummary {
+fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64, resumed: Option<MinerCheckpoint>) -> TrainSummary {
     let s = &m.settings;
     let schedule = LrSchedule { lr: s.lr, min_lr: s.min_lr, warmup_steps: s.warmup_steps, decay_steps: s.decay_steps };
     let vocab = m.model.description().vocab_size;
     let mut sampler = BatchSampler::new(m.seed, s.batch_size, s.sequence_length);
     let mut noise_state = m.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    if let Some(c) = &resumed {
+        // The stream continues where it stopped; the schedule is the config's, at the restored step.
+        sampler = BatchSampler::resume(c.data.sampler, s.batch_size, s.sequence_length);
+        noise_state = c.data.noise_state;
+        if c.schedule != schedule {
+            tracing::warn!(target: "neuron_host::miner", "{}: the config's learning-rate schedule ({schedule:?}) differs from the checkpoint's ({:?}); the config's is used from step {}", m.name, c.schedule, c.global_step);
+        }
+    }
+    let mut saver = m.checkpoint.as_ref().map(|p| (Saver::new(p.path.clone(), m.metrics.clone(), &m.name), p));
+    let identity = match (&saver, m.model.train(|model| PluginIdentity::of(model, ""))) {
+        (Some((_, plan)), Ok(id)) => Some(PluginIdentity { version: plan.plugin_version.clone(), ..id }),
+        _ => None,
+    };
+    let snapshot = |saver: &mut Saver, step: u64, sampler: &BatchSampler, noise_state: u64| {
+        let Some(identity) = &identity else { return };
+        let data = DataPosition { sampler: sampler.state(), noise_state };
+        let captured = m.model.train(|model| MinerCheckpoint::capture(model, identity, &schedule, step, data));
+        saver.request(captured, step);
+    };
     let mut summary = TrainSummary::default();
     let label = neuron(&m.name);
     while !stop.load(Ordering::Acquire) {
@@ -255,9 +286,24 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64) -> TrainSum
                 ],
             );
         }
-        if s.log_every > 0 && step % s.log_every == 0 {
+        if s.log_every > 0 && step.is_multiple_of(s.log_every) {
             tracing::info!(target: "neuron_host::miner", "{} step {step} loss {loss:.4} lr {lr:.2e} {:.0} tok/s", m.name, tokens / elapsed.max(1e-9));
         }
+        if let Some((saver, plan)) = &mut saver {
+            if plan.every > 0 && step.is_multiple_of(plan.every) {
+                snapshot(saver, step, &sampler, noise_state);
+            } else {
+                saver.record();
+            }
+        }
+    }
+    if let Some((mut saver, _)) = saver {
+        // A clean stop (Ctrl-C, SIGTERM) saves where training ended; a failed step saves nothing new.
+        let step = global_step.load(Ordering::Acquire);
+        if summary.error.is_none() && summary.steps > 0 && saver.last_requested != Some(step) {
+            snapshot(&mut saver, step, &sampler, noise_state);
+        }
+        saver.finish();
     }
     summary
 }

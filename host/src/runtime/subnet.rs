@@ -22,6 +22,7 @@ use std::{
 use neuron_plugin_api::PluginKinds;
 
 use super::{
+    checkpoints::CheckpointPlan,
     miner::{Miner, MinerHandle, TrainSummary},
     service::SharedModel,
     validator::{EpochReport, Validator, ValidatorSummary},
@@ -232,7 +233,7 @@ pub fn local_chain(config: &Config) -> Result<(Arc<LocalChain>, Option<PathBuf>)
     let block_time = Duration::from_secs_f64(config.chain.block_time);
     let state_path = (!config.chain.state.is_empty()).then(|| PathBuf::from(&config.chain.state));
     let chain = match &state_path {
-        Some(p) if p.exists() => LocalChain::load(p, block_time).map_err(Error::Config)?,
+        Some(p) if p.exists() && config.checkpoint.resume => LocalChain::load(p, block_time).map_err(Error::Config)?,
         _ => LocalChain::new(LocalChainConfig {
             block_time,
             block_emission: config.chain.block_emission,
@@ -284,9 +285,50 @@ pub struct SubnetRun {
     pub on_metrics: Box<dyn Fn(std::net::SocketAddr) + Send + Sync>,
 }
 
+/// Where a local subnet keeps its checkpoints: `checkpoint.path` (a
+/// directory here), else `~/.neuron-host/local/netuid<N>/`. Each neuron has
+/// its own folder in it (`miner1/miner_checkpoint.pth`,
+/// `validator/validator_checkpoint.pth`) and the chain's state is
+/// `chain.state` there unless `chain.state` says otherwise, so a restart with
+/// no flags resumes the same subnet.
+pub fn subnet_checkpoint_dir(config: &Config) -> Result<PathBuf> {
+    if !config.checkpoint.path.is_empty() {
+        return Ok(PathBuf::from(&config.checkpoint.path));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+        Error::Config("HOME is not set: set checkpoint.path to say where the local subnet keeps its checkpoints".into())
+    })?;
+    Ok(home.join(".neuron-host").join("local").join(format!("netuid{}", config.netuid)))
+}
+
+/// The checkpoint plan of one neuron of a local subnet, its folder created.
+fn neuron_plan(
+    dir: &Path,
+    name: &str,
+    file: &str,
+    every: u64,
+    config: &Config,
+    version: &str,
+) -> Result<CheckpointPlan> {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).map_err(|source| Error::Io { path: folder.clone(), source })?;
+    Ok(CheckpointPlan {
+        path: folder.join(file),
+        every,
+        resume: config.checkpoint.resume,
+        plugin_version: version.to_string(),
+    })
+}
+
 impl SubnetRun {
     pub async fn run(self) -> Result<SubnetSummary> {
-        let config = self.config;
+        let mut config = self.config;
+        let checkpoint_dir = subnet_checkpoint_dir(&config)?;
+        if config.chain.state.is_empty() {
+            config.chain.state = checkpoint_dir.join("chain.state").to_string_lossy().into_owned();
+        }
+        std::fs::create_dir_all(&checkpoint_dir)
+            .map_err(|source| Error::Io { path: checkpoint_dir.clone(), source })?;
         let plugins = PluginSet::load(&config, true)?;
         let scorer_plugin = plugins.scorer().expect("a subnet loads a scorer");
         let gpu = plugins.open_gpu(&config)?;
@@ -374,6 +416,14 @@ impl SubnetRun {
                 metrics: metrics.clone(),
                 runlog: Some(runlog.clone()),
                 register: true,
+                checkpoint: Some(neuron_plan(
+                    &checkpoint_dir,
+                    &name,
+                    "miner_checkpoint.pth",
+                    config.checkpoint.miner_every_steps,
+                    &config,
+                    &plugins.model().info().version,
+                )?),
             }
             .start()
             .await;
@@ -418,6 +468,14 @@ impl SubnetRun {
             stop: self.stop.clone(),
             names: names.clone(),
             register: true,
+            checkpoint: Some(neuron_plan(
+                &checkpoint_dir,
+                "validator",
+                "validator_checkpoint.pth",
+                config.checkpoint.validator_every_blocks,
+                &config,
+                &plugins.model().info().version,
+            )?),
             on_epoch: Box::new(move |report: &EpochReport| {
                 for (after, answering, name) in &stop_after {
                     if report.epoch == *after && answering.swap(false, Ordering::AcqRel) {

@@ -26,6 +26,7 @@ use neuron_plugin_api::{OutputRequest, ResponseStatus, ScoringBatch, StateGroup,
 use serde_json::json;
 
 use super::{
+    checkpoints::{CheckpointPlan, DataPosition, PluginIdentity, Saver, ValidatorCheckpoint},
     epoch::EpochClock,
     miner::unix_time,
     scores::{Outcome, ScoreBook},
@@ -77,6 +78,8 @@ pub struct Validator {
     pub register: bool,
     /// Called with each epoch's report (the console prints it).
     pub on_epoch: Box<dyn Fn(&EpochReport) + Send + Sync>,
+    /// Where to save and resume from (None: no checkpoints).
+    pub checkpoint: Option<CheckpointPlan>,
 }
 
 /// One uid at the end of an epoch.
@@ -139,6 +142,10 @@ struct Loop {
     cursor: usize,
     initial_state: Option<Vec<Tensor>>,
     steps: u64,
+    /// Checkpoints: the writer, the block of the last save, the last weights set.
+    saver: Option<Saver>,
+    saved_block: u64,
+    last_weights: Vec<f32>,
 }
 
 impl Validator {
@@ -171,14 +178,18 @@ impl Validator {
             cursor: 0,
             initial_state,
             steps: 0,
+            saver: None,
+            saved_block: block.load(Ordering::Acquire),
+            last_weights: Vec::new(),
         };
         l.book.resync(&mg);
+        let resumed_epoch = self.resume_checkpoint(&mut l, &mut sampler)?;
         self.refresh_candidates(&mut l, &mg);
         tracing::info!(target: "neuron_host::validator", "{} (uid {uid}) validating subnet {}: epochs of {length} blocks", self.name, self.netuid);
 
         let mut summary = ValidatorSummary { uid, ..Default::default() };
         let mut last_block = block.load(Ordering::Acquire);
-        let mut epoch = 0u64;
+        let mut epoch = resumed_epoch;
         let label = neuron(&self.name);
         while !self.stop.load(Ordering::Acquire) {
             let now = block.load(Ordering::Acquire);
@@ -188,6 +199,7 @@ impl Validator {
                 if let Err(e) = reveal_due(self.chain.as_ref(), &self.commits, self.netuid).await {
                     tracing::warn!(target: "neuron_host::validator", "{}: revealing committed weights failed: {e}", self.name);
                 }
+                self.checkpoint_if_due(&mut l, &sampler, now, epoch);
             }
             if clock.is_over(now) {
                 epoch += 1;
@@ -210,6 +222,7 @@ impl Validator {
             self.step(&mut l, &mut sampler, &client, now).await?;
         }
         tracker.abort();
+        self.finish_checkpoints(&mut l, &sampler, block.load(Ordering::Acquire), epoch);
         summary.steps = l.steps;
         Ok(summary)
     }
@@ -378,6 +391,7 @@ impl Validator {
                 }
             }
         };
+        l.last_weights = shares.clone();
         let rows: Vec<EpochRow> = mg
             .neurons
             .iter()
@@ -431,5 +445,92 @@ impl Validator {
             log.lock().unwrap_or_else(|p| p.into_inner()).epoch(&record, epoch as i64, &refs);
         }
         Ok(report)
+    }
+}
+
+// ---- checkpoints (see runtime::checkpoints) ----
+
+impl Validator {
+    fn model_identity(&self) -> Option<PluginIdentity> {
+        let (plan, model) = (self.checkpoint.as_ref()?, self.model.as_ref()?);
+        match PluginIdentity::of(model, &plan.plugin_version) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(target: "neuron_host::checkpoint", "{}: cannot describe the own model: {e}", self.name);
+                None
+            }
+        }
+    }
+
+    /// Restores the own model, the scorer, the scores and statistics (of the
+    /// uids whose hotkey is unchanged), the step and the data position, before
+    /// the first save; starts the writer. Returns the epoch to continue from.
+    fn resume_checkpoint(&mut self, l: &mut Loop, sampler: &mut BatchSampler) -> Result<u64> {
+        let Some(plan) = self.checkpoint.clone() else { return Ok(0) };
+        let mut epoch = 0;
+        if let Some(value) = plan.load()? {
+            let identity = self.model_identity();
+            let c = tokio::task::block_in_place(|| {
+                ValidatorCheckpoint::restore(self.model.as_mut().zip(identity.as_ref()), &mut self.scorer, &value)
+            })
+            .map_err(|e| Error::Config(format!("cannot resume from {}: {e}", plan.path.display())))?;
+            l.book.restore(&c.hotkeys, &c.scores);
+            l.book.restore_stats(&c.hotkeys, &c.stats);
+            l.last_weights = vec![0.0; l.book.len()];
+            for (uid, (hk, &w)) in c.hotkeys.iter().zip(&c.weights).enumerate() {
+                if l.book.hotkeys().get(uid) == Some(hk) {
+                    l.last_weights[uid] = w;
+                }
+            }
+            let kept = c.hotkeys.iter().enumerate().filter(|(u, hk)| l.book.hotkeys().get(*u) == Some(hk)).count();
+            l.steps = c.global_step;
+            *sampler = BatchSampler::resume(c.data.sampler, self.settings.batch_size, self.settings.sequence_length);
+            epoch = c.epoch;
+            tracing::info!(target: "neuron_host::validator", "{} resumed from its checkpoint of block {} (epoch {}, step {}): scores of {kept} of {} uids kept", self.name, c.block, c.epoch, c.global_step, c.hotkeys.len());
+        }
+        l.saver = Some(Saver::new(plan.path.clone(), self.metrics.clone(), &self.name));
+        Ok(epoch)
+    }
+
+    fn snapshot(&mut self, l: &mut Loop, sampler: &BatchSampler, block: u64, epoch: u64) {
+        let identity = self.model_identity();
+        let Some(saver) = l.saver.as_mut() else { return };
+        let model = self.model.as_mut().zip(identity.as_ref());
+        let captured = tokio::task::block_in_place(|| {
+            ValidatorCheckpoint::capture(
+                model,
+                &mut self.scorer,
+                l.steps,
+                block,
+                epoch,
+                l.book.hotkeys(),
+                l.book.scores(),
+                &l.last_weights,
+                l.book.stats(),
+                DataPosition { sampler: sampler.state(), noise_state: 0 },
+            )
+        });
+        saver.request(captured, block);
+        l.saved_block = block;
+    }
+
+    /// Saves when the chain's block crossed a multiple of the interval since the last save.
+    fn checkpoint_if_due(&mut self, l: &mut Loop, sampler: &BatchSampler, block: u64, epoch: u64) {
+        let every = self.checkpoint.as_ref().map_or(0, |p| p.every);
+        if every > 0 && block / every > l.saved_block / every {
+            self.snapshot(l, sampler, block, epoch);
+        } else if let Some(saver) = l.saver.as_mut() {
+            saver.record();
+        }
+    }
+
+    /// A clean stop saves where the validator is and waits for the file.
+    fn finish_checkpoints(&mut self, l: &mut Loop, sampler: &BatchSampler, block: u64, epoch: u64) {
+        if l.saver.is_some() {
+            self.snapshot(l, sampler, block, epoch);
+        }
+        if let Some(saver) = l.saver.take() {
+            saver.finish();
+        }
     }
 }
