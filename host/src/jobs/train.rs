@@ -344,11 +344,11 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         let tps = if *window_secs > 0.0 { *window_tokens as f64 / *window_secs } else { 0.0 };
         out.line(
             &format!(
-                "step {step:>6}  train loss {:.4}  val loss {:.4}  (ppl {:.2})  {:.0} tok/s  [{:.1}s]",
+                "step {step:>6}  train loss {:.4}  val loss {:.4}  (ppl {:.2})  {}  [{:.1}s]",
                 tr.loss,
                 va.loss,
                 va.perplexity(),
-                tps,
+                if *window_tokens > 0 { format!("{tps:.0} tok/s") } else { "no steps yet".into() },
                 started.elapsed().as_secs_f64()
             ),
             json!({
