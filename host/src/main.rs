@@ -7,9 +7,12 @@ use clap::{Args, Parser, Subcommand};
 use neuron_host::{
     config::{Config, Override},
     gpu::{GpuDevice, GpuOptions},
-    jobs::{chain, checkpoint as checkpoint_job, inspect, plugin_check, rescore, run as run_job, wallet as wallet_job},
+    jobs::{
+        chain, checkpoint as checkpoint_job, inspect, plugin_check, rescore, run as run_job, train as train_job,
+        wallet as wallet_job,
+    },
     logging,
-    runtime::scorer_slot::ConfigSource,
+    runtime::{schedule::LrSchedule, scorer_slot::ConfigSource},
     wallet::{Scheme, WalletConfig},
     Result,
 };
@@ -211,6 +214,177 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+    /// Train a model plugin on a dataset without a subnet (the miner's training loop), reporting
+    /// train and validation loss.
+    Train(TrainArgs),
+    /// Mean cross-entropy (nats per token) and perplexity of a model on a dataset.
+    Eval(EvalArgs),
+    /// Generate text with a model, streaming tokens as they come.
+    Sample(SampleArgs),
+}
+
+/// The model plugin and how to build it (shared by train, eval and sample).
+#[derive(Args)]
+struct ModelArgs {
+    /// The model plugin shared library.
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugin: Option<PathBuf>,
+    /// Configuration file: its [plugin.<name>], [miner], [data] and [gpu] sections are used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The plugin's preset (sets `preset` in its section), e.g. tiny, nano, gpt2 for the GPT plugin.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Seed of the model's initial weights (unless its section sets one), of the training and
+    /// evaluation batches [default: data.seed].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// One JSON object per line on stdout instead of lines for people.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ModelArgs {
+    fn source(&self) -> Result<(train_job::ModelSource, Config)> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(p) = &self.plugin {
+            config.plugins = vec![p.clone()];
+        } else if config.plugins.is_empty() {
+            config.plugins = train_job::plugin_paths(None)?;
+        }
+        let seed = self.seed.unwrap_or(config.data.seed);
+        let source =
+            train_job::ModelSource { config: config.clone(), preset: self.preset.clone(), seed, section: None };
+        Ok((source, config))
+    }
+
+    /// The model of `checkpoint` (its saved configuration and weights), or a new one built from
+    /// the flags. The seed defaults to the checkpoint's data seed (so `eval --batches` draws the
+    /// batches `train` estimated its losses on).
+    fn model(&self, checkpoint: Option<&std::path::Path>) -> Result<(train_job::ModelSource, train_job::BuiltModel)> {
+        let Some(path) = checkpoint else {
+            let (source, _) = self.source()?;
+            let built = source.build()?;
+            return Ok((source, built));
+        };
+        if self.preset.is_some() {
+            return Err(neuron_host::Error::Config(
+                "--preset does not go with --checkpoint: the model is built with the configuration saved in the checkpoint".into(),
+            ));
+        }
+        let mut saved = train_job::read_checkpoint(path)?;
+        let mut config = Config::load(self.config.as_deref())?;
+        config.plugins = match &self.plugin {
+            Some(p) => vec![p.clone()],
+            None => vec![train_job::plugin_beside_executable(&saved.plugin.name)?],
+        };
+        let seed = self.seed.unwrap_or(saved.data.sampler.seed);
+        let source = train_job::ModelSource { config, preset: None, seed, section: Some(saved.plugin.config.clone()) };
+        let built = train_job::restore_model(&mut saved, path, &source)?;
+        Ok((source, built))
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// `builtin` (the generated corpus), a text file, or a nanoGPT uint16 token file (.bin) [default: data.dataset].
+    #[arg(long, value_name = "PATH")]
+    dataset: Option<String>,
+    /// Validate on this file instead of splitting the dataset.
+    #[arg(long, value_name = "PATH")]
+    val_dataset: Option<String>,
+    /// Share of the dataset, at its end, held out for validation.
+    #[arg(long, default_value_t = 0.1, value_name = "F")]
+    val_fraction: f64,
+    /// Train up to this global step.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    steps: u64,
+    /// Sequences per batch [default: miner.batch_size].
+    #[arg(long, value_name = "B")]
+    batch_size: Option<u32>,
+    /// Tokens per sequence [default: the model's context].
+    #[arg(long, value_name = "T")]
+    seq_len: Option<u32>,
+    /// Peak learning rate [default: miner.lr].
+    #[arg(long, value_name = "LR")]
+    lr: Option<f64>,
+    /// Learning rate at the end of the decay [default: lr / 10].
+    #[arg(long, value_name = "LR")]
+    min_lr: Option<f64>,
+    /// Steps of linear warm-up [default: miner.warmup_steps].
+    #[arg(long, value_name = "N")]
+    warmup: Option<u64>,
+    /// cosine (to min-lr at the last step) or none (constant after warm-up).
+    #[arg(long, default_value = "cosine", value_name = "KIND")]
+    lr_decay: String,
+    /// Estimate train and validation loss every this many steps (0: at the start and the end only).
+    #[arg(long, default_value_t = 100, value_name = "K")]
+    eval_every: u64,
+    /// Batches per loss estimate.
+    #[arg(long, default_value_t = 20, value_name = "M")]
+    eval_batches: u32,
+    /// Print a training line every this many steps when stdout is not a terminal (0: never).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    log_every: u64,
+    /// Checkpoint file (a miner's checkpoint, PyTorch .pth): resumed from when it exists, saved
+    /// every --save-every steps, at the end and when interrupted.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoint saves (0: only at the end) [default: checkpoint.miner_every_steps].
+    #[arg(long, value_name = "N")]
+    save_every: Option<u64>,
+    /// Start fresh even when the checkpoint exists (it is replaced at the first save).
+    #[arg(long)]
+    no_resume: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A checkpoint written by `train` or a miner: the model is built with its saved configuration
+    /// and weights (the plugin is looked for beside the executable unless --plugin is given).
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// `builtin`, a text file, or a nanoGPT uint16 token file (.bin) [default: data.dataset].
+    #[arg(long, value_name = "PATH")]
+    dataset: Option<String>,
+    /// Evaluate only the last F of the dataset (the validation part `train --val-fraction F` held out).
+    #[arg(long, default_value_t = 0.0, value_name = "F")]
+    val_fraction: f64,
+    /// Average over this many sampled batches (the ones `train --eval-batches M` uses) instead of every token.
+    #[arg(long, value_name = "M")]
+    batches: Option<u32>,
+    /// Sequences per batch [default: miner.batch_size].
+    #[arg(long, value_name = "B")]
+    batch_size: Option<u32>,
+    /// Tokens per sequence [default: the model's context].
+    #[arg(long, value_name = "T")]
+    seq_len: Option<u32>,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A checkpoint written by `train` or a miner: the model is built with its saved configuration
+    /// and weights (the plugin is looked for beside the executable unless --plugin is given).
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Text to continue.
+    #[arg(long, default_value = "\n", value_name = "TEXT")]
+    prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    tokens: u32,
+    /// Softmax temperature; 0 always takes the most likely token.
+    #[arg(long, default_value_t = 0.8, value_name = "T")]
+    temperature: f64,
+    /// Sample only among the K most likely tokens.
+    #[arg(long, value_name = "K")]
+    top_k: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -415,6 +589,65 @@ fn run(cli: Cli) -> Result<()> {
             let mut config = Config::load(config.as_deref())?;
             config.plugins = paths;
             plugin_check::run(&config, &plugin_check::CheckOptions { steps, learning_rate: lr })
+        }
+        Some(Command::Train(args)) => {
+            let (source, config) = args.model.source()?;
+            let schedule = LrSchedule {
+                lr: args.lr.unwrap_or(config.miner.lr),
+                min_lr: args.min_lr.unwrap_or(args.lr.unwrap_or(config.miner.lr) / 10.0),
+                warmup_steps: args.warmup.unwrap_or(config.miner.warmup_steps),
+                decay_steps: match args.lr_decay.as_str() {
+                    "cosine" => args.steps,
+                    "none" => 0,
+                    other => {
+                        return Err(neuron_host::Error::Config(format!(
+                            "--lr-decay `{other}` is not known; use cosine or none"
+                        )))
+                    }
+                },
+            };
+            let options = train_job::TrainOptions {
+                dataset: args.dataset.unwrap_or_else(|| config.data.dataset.clone()),
+                val_dataset: args.val_dataset,
+                val_fraction: args.val_fraction,
+                steps: args.steps,
+                batch_size: args.batch_size.unwrap_or(config.miner.batch_size),
+                sequence_length: args.seq_len,
+                schedule,
+                eval_every: args.eval_every,
+                eval_batches: args.eval_batches,
+                log_every: args.log_every,
+                checkpoint: args.checkpoint,
+                save_every: args.save_every.unwrap_or(config.checkpoint.miner_every_steps),
+                resume: !args.no_resume,
+            };
+            let mut out = train_job::Output::new(args.model.json);
+            train_job::train(&source, &options, &mut out).map(|_| ())
+        }
+        Some(Command::Eval(args)) => {
+            let (source, mut model) = args.model.model(args.checkpoint.as_deref())?;
+            let config = source.config.clone();
+            let options = train_job::EvalOptions {
+                dataset: args.dataset.unwrap_or_else(|| config.data.dataset.clone()),
+                val_fraction: args.val_fraction,
+                batches: args.batches,
+                batch_size: args.batch_size.unwrap_or(config.miner.batch_size),
+                sequence_length: args.seq_len,
+            };
+            let mut out = train_job::Output::new(args.model.json);
+            train_job::eval(&mut model, &source, &options, &mut out).map(|_| ())
+        }
+        Some(Command::Sample(args)) => {
+            let (source, mut model) = args.model.model(args.checkpoint.as_deref())?;
+            let options = train_job::SampleOptions {
+                prompt: args.prompt.replace("\\n", "\n"),
+                tokens: args.tokens,
+                temperature: args.temperature,
+                top_k: args.top_k,
+                seed: source.seed,
+            };
+            let mut out = train_job::Output::new(args.model.json);
+            train_job::sample(&mut model, &options, &mut out).map(|_| ())
         }
         Some(Command::Config { command: ConfigCommand::Show { run } }) => {
             print!("{}", run.load()?.show());

@@ -108,16 +108,16 @@ fn spawn_hangup_handler(_flag: Arc<AtomicBool>, _role: Role) {}
 
 /// SIGINT and SIGTERM, listened to from one registration for the whole run.
 #[cfg(unix)]
-struct Interrupts(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+pub(crate) struct Interrupts(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
 
 #[cfg(unix)]
 impl Interrupts {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use tokio::signal::unix::{signal, SignalKind};
         Self(signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok()))
     }
 
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         match &mut self.0 {
             Some((int, term)) => {
                 tokio::select! {
@@ -131,15 +131,15 @@ impl Interrupts {
 }
 
 #[cfg(not(unix))]
-struct Interrupts;
+pub(crate) struct Interrupts;
 
 #[cfg(not(unix))]
 impl Interrupts {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self
     }
 
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }

@@ -16,7 +16,6 @@ use std::{
     time::Instant,
 };
 
-use neuron_plugin_api::TokenBatch;
 use serde_json::json;
 
 use super::{
@@ -24,6 +23,7 @@ use super::{
     directory::MetagraphDirectory,
     schedule::LrSchedule,
     service::{ModelService, SharedModel},
+    training::{train_step, StepOutcome},
 };
 use crate::{
     chain::{AxonInfo, Chain, NetUid},
@@ -257,14 +257,11 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64, resumed: Op
         let step = global_step.load(Ordering::Acquire);
         let lr = schedule.lr_at(step);
         let started = Instant::now();
-        let result = m.model.train(|model| -> Result<(f32, f32, u64)> {
-            model.zero_grad()?;
-            let loss = model.loss(TokenBatch::new(batch.batch, batch.seq, &batch.tokens), &batch.targets)?;
-            model.backward()?;
-            let stats = model.step(lr as f32)?;
-            Ok((loss, stats.grad_norm, model.compute_stats().live_bytes))
+        let result = m.model.train(|model| -> Result<(StepOutcome, u64)> {
+            let outcome = train_step(model, &batch, lr)?;
+            Ok((outcome, model.compute_stats().live_bytes))
         });
-        let (loss, grad_norm, gpu_bytes) = match result {
+        let (StepOutcome { loss, grad_norm }, gpu_bytes) = match result {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(target: "neuron_host::miner", "{}: training stopped: {e}", m.name);

@@ -12,6 +12,7 @@ pub mod scores;
 pub mod scoring;
 pub mod service;
 pub mod subnet;
+pub mod training;
 pub mod validator;
 
 /// The sequence length a neuron can use with a model of `block_size`
