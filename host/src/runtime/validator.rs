@@ -342,7 +342,7 @@ impl Validator {
             plugin_s += training_started.elapsed().as_secs_f64();
             l.steps += 1;
             if let Some(initial) = &l.initial_state {
-                if l.steps % self.settings.model_reset_every == 0 {
+                if l.steps.is_multiple_of(self.settings.model_reset_every) {
                     tokio::task::block_in_place(|| model.import_state(StateGroup::MODEL, initial))?;
                     tracing::info!(target: "neuron_host::validator", "{}: own model reset after {} steps", self.name, l.steps);
                 }
