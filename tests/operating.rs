@@ -62,6 +62,9 @@ fn subnet_command(dir: &Path, epochs: u64) -> Command {
         .args(["--epochs", &epochs.to_string()])
         .arg("--run_dir")
         .arg(dir.join("run"))
+        // Never the default ~/.neuron-host/local: a run must not resume another's state.
+        .arg("--checkpoint_path")
+        .arg(dir.join("checkpoints"))
         // Progress lines are info events of the subnet.
         .env("RUST_LOG", "warn,neuron_host::progress=info");
     cmd

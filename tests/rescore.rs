@@ -106,6 +106,9 @@ fn rescoring_a_recorded_subnet_with_its_own_policy_gives_back_the_weights_it_set
         .args(["--epochs", "2"])
         .arg("--run_dir")
         .arg(&run)
+        // Never the default ~/.neuron-host/local: a run must not resume another's state.
+        .arg("--checkpoint_path")
+        .arg(dir.path().join("checkpoints"))
         .env("RUST_LOG", "info")
         .output()
         .unwrap();

@@ -93,6 +93,9 @@ fn a_running_subnet_swaps_its_scorer_at_an_epoch_boundary_without_a_restart() {
         .args(["--epochs", "4"])
         .arg("--run_dir")
         .arg(&run)
+        // Never the default ~/.neuron-host/local: a run must not resume another's state.
+        .arg("--checkpoint_path")
+        .arg(dir.path().join("checkpoints"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::from(File::create(&out_path).unwrap()))
         .stderr(Stdio::from(File::create(&err_path).unwrap()))

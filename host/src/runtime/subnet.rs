@@ -348,6 +348,9 @@ fn neuron_plan(
 impl SubnetRun {
     pub async fn run(self) -> Result<SubnetSummary> {
         let mut config = self.config;
+        // The config as its layers give it, before the run fills in derived
+        // values (chain.state): what a reload is compared with.
+        let as_loaded = config.clone();
         let checkpoint_dir = subnet_checkpoint_dir(&config)?;
         if config.chain.state.is_empty() {
             config.chain.state = checkpoint_dir.join("chain.state").to_string_lossy().into_owned();
@@ -474,7 +477,7 @@ impl SubnetRun {
             None
         };
         let scorer = plugins.new_scorer(&gpu, &config)?;
-        let scorer = slot_for(scorer, &plugins, &config, &gpu, self.reload);
+        let scorer = slot_for(scorer, &plugins, &as_loaded, &gpu, self.reload);
         let recorder = Recorder::from_config(&config.validator.record, "validator")?;
         let on_epoch = self.on_epoch;
         let validator = Validator {
