@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use neuron_e2e::{example, gpu, host_command, plugin, probe};
+use neuron_e2e::{example, gpu, host_command, plugin, probe, TinySubnet, CLEAN_AND_NOISY_MINERS};
 use neuron_host::{
     checkpoint::{
         pickle::Value,
@@ -411,49 +411,11 @@ fn sigkill_at_random_moments_never_leaves_a_checkpoint_that_fails_to_load() {
     }
 }
 
-const SUBNET: &str = r#"
-[plugin.gpt]
-preset = "tiny"
-[miner]
-lr = 3e-3
-warmup_steps = 5
-batch_size = 8
-sequence_length = 16
-log_every = 0
-[validator]
-sequence_length = 16
-[chain]
-block_time = 1.0
-[chain.hyperparams]
-tempo = 10
-[checkpoint]
-validator_every_blocks = 5
-miner_every_steps = 20
-[[subnet.miners]]
-seed = 11
-noise = 0.0
-[[subnet.miners]]
-seed = 12
-noise = 0.6
-"#;
-
 fn subnet(dir: &Path, run: &str, epochs: u64) -> Output {
-    let config = dir.join("subnet.toml");
-    std::fs::write(&config, SUBNET).unwrap();
-    let out = host_command()
-        .arg("--plugin")
-        .arg(plugin("gpt"))
-        .arg("--scoring")
-        .arg(plugin("scoring_loss"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--epochs", &epochs.to_string()])
-        .arg("--run_dir")
-        .arg(dir.join(run))
-        .arg("--checkpoint_path")
-        .arg(dir.join("checkpoints"))
-        .output()
-        .unwrap();
+    let sections =
+        format!("[checkpoint]\nvalidator_every_blocks = 5\nminer_every_steps = 20\n\n{CLEAN_AND_NOISY_MINERS}");
+    let config = TinySubnet { miner: "log_every = 0", sections: &sections, ..Default::default() }.toml();
+    let out = neuron_e2e::subnet_command(dir, &config, run, &["scoring_loss"], epochs).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out
 }

@@ -18,55 +18,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use neuron_e2e::{host_binary, host_command, plugin};
+use neuron_e2e::{host_binary, host_command, plugin, TinySubnet, CLEAN_AND_NOISY_MINERS};
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-[plugin.gpt]
-preset = "tiny"
-
-[miner]
-lr = 3e-3
-warmup_steps = 5
-batch_size = 8
-sequence_length = 16
-
-[validator]
-sequence_length = 16
-
-[chain]
-block_time = 1.0
-
-[chain.hyperparams]
-tempo = 10
-
-[[subnet.miners]]
-seed = 11
-noise = 0.0
-
-[[subnet.miners]]
-seed = 12
-noise = 0.6
-"#;
-
 fn subnet_command(dir: &Path, epochs: u64) -> Command {
-    let config = dir.join("subnet.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let mut cmd = host_command();
-    cmd.arg("--plugin")
-        .arg(plugin("gpt"))
-        .arg("--scoring")
-        .arg(plugin("scoring_loss"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--epochs", &epochs.to_string()])
-        .arg("--run_dir")
-        .arg(dir.join("run"))
-        // Never the default ~/.neuron-host/local: a run must not resume another's state.
-        .arg("--checkpoint_path")
-        .arg(dir.join("checkpoints"))
-        // Progress lines are info events of the subnet.
-        .env("RUST_LOG", "warn,neuron_host::progress=info");
+    let config = TinySubnet { sections: CLEAN_AND_NOISY_MINERS, ..Default::default() }.toml();
+    let mut cmd = neuron_e2e::subnet_command(dir, &config, "run", &["scoring_loss"], epochs);
+    // Progress lines are info events of the subnet.
+    cmd.env("RUST_LOG", "warn,neuron_host::progress=info");
     cmd
 }
 
@@ -442,7 +401,7 @@ fn progress_is_redrawn_in_place_under_a_pseudo_terminal() {
 fn a_lone_miner_redraws_its_steps_and_loss_under_a_pseudo_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("miner.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, TinySubnet::default().toml()).unwrap();
     // A miner alone on the embedded chain, stopped by Ctrl-C after 30 s.
     let mut cmd = Command::new("timeout");
     cmd.args(["--foreground", "--preserve-status", "-s", "INT", "30"])

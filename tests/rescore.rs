@@ -10,43 +10,12 @@ use std::{
     process::Output,
 };
 
-use neuron_e2e::{host_command, plugin};
+use neuron_e2e::{host_command, plugin, subnet_command, TinySubnet, CLEAN_AND_NOISY_MINERS};
 use serde_json::Value;
 
 fn config(record: &Path) -> String {
-    format!(
-        r#"
-[plugin.gpt]
-preset = "tiny"
-
-[miner]
-lr = 3e-3
-warmup_steps = 5
-batch_size = 8
-sequence_length = 16
-
-[validator]
-sequence_length = 16
-
-[validator.record]
-dir = "{}"
-
-[chain]
-block_time = 1.0
-
-[chain.hyperparams]
-tempo = 10
-
-[[subnet.miners]]
-seed = 11
-noise = 0.0
-
-[[subnet.miners]]
-seed = 12
-noise = 0.6
-"#,
-        record.display()
-    )
+    let sections = format!("[validator.record]\ndir = \"{}\"\n\n{CLEAN_AND_NOISY_MINERS}", record.display());
+    TinySubnet { sections: &sections, ..Default::default() }.toml()
 }
 
 fn rescore(record: &Path, extra: &[&str]) -> Output {
@@ -93,22 +62,8 @@ fn copy_record(from: &Path, to: &Path) -> Vec<PathBuf> {
 fn rescoring_a_recorded_subnet_with_its_own_policy_gives_back_the_weights_it_set() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record");
-    let config_path = dir.path().join("subnet.toml");
-    std::fs::write(&config_path, config(&record)).unwrap();
     let run = dir.path().join("run");
-    let out = host_command()
-        .arg("--plugin")
-        .arg(plugin("gpt"))
-        .arg("--scoring")
-        .arg(plugin("scoring_loss"))
-        .arg("--config")
-        .arg(&config_path)
-        .args(["--epochs", "2"])
-        .arg("--run_dir")
-        .arg(&run)
-        // Never the default ~/.neuron-host/local: a run must not resume another's state.
-        .arg("--checkpoint_path")
-        .arg(dir.path().join("checkpoints"))
+    let out = subnet_command(dir.path(), &config(&record), "run", &["scoring_loss"], 2)
         .env("RUST_LOG", "info")
         .output()
         .unwrap();

@@ -13,36 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use neuron_e2e::{host_command, plugin};
+use neuron_e2e::{subnet_command, TinySubnet, CLEAN_AND_NOISY_MINERS};
 use serde_json::Value;
 
-const BASE: &str = r#"
-[plugin.gpt]
-preset = "tiny"
-
-[miner]
-lr = 3e-3
-warmup_steps = 5
-batch_size = 8
-sequence_length = 16
-
-[chain]
-block_time = 1.0
-
-[chain.hyperparams]
-tempo = 10
-
-[[subnet.miners]]
-seed = 11
-noise = 0.0
-
-[[subnet.miners]]
-seed = 12
-noise = 0.6
-"#;
-
 fn config(scorer: &str, validator_extra: &str) -> String {
-    format!("scorer = \"{scorer}\"\n\n[validator]\nsequence_length = 16\n{validator_extra}\n{BASE}")
+    let top = format!("scorer = \"{scorer}\"");
+    TinySubnet { top: &top, validator: validator_extra, sections: CLEAN_AND_NOISY_MINERS, ..Default::default() }.toml()
 }
 
 /// Writes `text` in place of `path` at once (a rename), so the validator never reads half a file.
@@ -80,27 +56,13 @@ fn a_running_subnet_swaps_its_scorer_at_an_epoch_boundary_without_a_restart() {
     let config_path = dir.path().join("subnet.toml");
     let run = dir.path().join("run");
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    std::fs::write(&config_path, config("scoring-loss", "")).unwrap();
-    let mut child = host_command()
-        .arg("--plugin")
-        .arg(plugin("gpt"))
-        .arg("--scoring")
-        .arg(plugin("scoring_loss"))
-        .arg("--scoring")
-        .arg(plugin("scoring_shapley"))
-        .arg("--config")
-        .arg(&config_path)
-        .args(["--epochs", "4"])
-        .arg("--run_dir")
-        .arg(&run)
-        // Never the default ~/.neuron-host/local: a run must not resume another's state.
-        .arg("--checkpoint_path")
-        .arg(dir.path().join("checkpoints"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(File::create(&out_path).unwrap()))
-        .stderr(Stdio::from(File::create(&err_path).unwrap()))
-        .spawn()
-        .unwrap();
+    let mut child =
+        subnet_command(dir.path(), &config("scoring-loss", ""), "run", &["scoring_loss", "scoring_shapley"], 4)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(File::create(&out_path).unwrap()))
+            .stderr(Stdio::from(File::create(&err_path).unwrap()))
+            .spawn()
+            .unwrap();
     let pid = child.id();
 
     // After epoch 1: a config with an unknown key, noticed by its file change alone.

@@ -10,28 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use neuron_e2e::{host_command, plugin};
+use neuron_e2e::TinySubnet;
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-[plugin.gpt]
-preset = "tiny"
-
-[miner]
-lr = 3e-3
-warmup_steps = 5
-batch_size = 8
-sequence_length = 16
-
-[validator]
-sequence_length = 16
-
-[chain]
-block_time = 1.0
-
-[chain.hyperparams]
-tempo = 10
-
+/// Two miners on clean data (the second stops answering after epoch 1) and
+/// one on noisy data.
+const MINERS: &str = r#"
 [[subnet.miners]]
 seed = 11
 noise = 0.0
@@ -47,21 +31,8 @@ stop_answering_after = 1
 "#;
 
 fn subnet_command(dir: &Path, epochs: u64) -> Command {
-    let config = dir.join("subnet.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let mut cmd = host_command();
-    cmd.arg("--plugin")
-        .arg(plugin("gpt"))
-        .arg("--scoring")
-        .arg(plugin("scoring_loss"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--epochs", &epochs.to_string()])
-        .arg("--run_dir")
-        .arg(dir.join("run"))
-        .arg("--checkpoint_path")
-        .arg(dir.join("checkpoints"));
-    cmd
+    let config = TinySubnet { sections: MINERS, ..Default::default() }.toml();
+    neuron_e2e::subnet_command(dir, &config, "run", &["scoring_loss"], epochs)
 }
 
 fn epochs(run: &Path) -> Vec<Value> {

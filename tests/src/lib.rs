@@ -122,6 +122,58 @@ pub fn gpu() -> Arc<GpuDevice> {
     .clone()
 }
 
+/// The configuration of the local subnets the tests run: the `tiny` GPT,
+/// miners that learn quickly, blocks of one second, epochs of ten blocks.
+/// Each field is TOML added where it belongs: `top` (top-level keys) first,
+/// `miner` and `validator` inside those sections, `sections` (more tables,
+/// `[[subnet.miners]]` entries) last.
+#[derive(Clone, Copy, Default)]
+pub struct TinySubnet<'a> {
+    pub top: &'a str,
+    pub miner: &'a str,
+    pub validator: &'a str,
+    pub sections: &'a str,
+}
+
+impl TinySubnet<'_> {
+    pub fn toml(&self) -> String {
+        let TinySubnet { top, miner, validator, sections } = self;
+        format!(
+            "{top}\n[plugin.gpt]\npreset = \"tiny\"\n\n[miner]\nlr = 3e-3\nwarmup_steps = 5\nbatch_size = 8\n\
+             sequence_length = 16\n{miner}\n\n[validator]\nsequence_length = 16\n{validator}\n\n[chain]\n\
+             block_time = 1.0\n\n[chain.hyperparams]\ntempo = 10\n\n{sections}\n"
+        )
+    }
+}
+
+/// Two miners for `TinySubnet::sections`: one trained on clean data, one on
+/// data with 60% of its targets replaced by noise.
+pub const CLEAN_AND_NOISY_MINERS: &str =
+    "[[subnet.miners]]\nseed = 11\nnoise = 0.0\n\n[[subnet.miners]]\nseed = 12\nnoise = 0.6\n";
+
+/// The real binary running a local subnet of the GPT plugin: `config` written
+/// to `dir/subnet.toml`, the scorers named (library names, e.g. "scoring_loss"),
+/// `epochs` epochs, the run log in `dir/<run>`, and checkpoints in
+/// `dir/checkpoints` — never the default ~/.neuron-host/local, where runs of
+/// different tests would resume each other.
+pub fn subnet_command(dir: &Path, config: &str, run: &str, scorers: &[&str], epochs: u64) -> Command {
+    let path = dir.join("subnet.toml");
+    std::fs::write(&path, config).expect("the subnet's config file is written");
+    let mut cmd = host_command();
+    cmd.arg("--plugin").arg(plugin("gpt"));
+    for scorer in scorers {
+        cmd.arg("--scoring").arg(plugin(scorer));
+    }
+    cmd.arg("--config")
+        .arg(&path)
+        .args(["--epochs", &epochs.to_string()])
+        .arg("--run_dir")
+        .arg(dir.join(run))
+        .arg("--checkpoint_path")
+        .arg(dir.join("checkpoints"));
+    cmd
+}
+
 /// The binary as a command, with a quiet default log level.
 pub fn host_command() -> Command {
     let mut cmd = Command::new(host_binary());

@@ -67,6 +67,29 @@ pub struct NeuronInfo {
     pub emission: u64,
 }
 
+impl NeuronInfo {
+    /// A registered neuron and nothing more known of it: no stake, axon or
+    /// permit, active, never set weights, all consensus values zero.
+    pub fn bare(uid: u16, hotkey: AccountId, coldkey: AccountId) -> Self {
+        NeuronInfo {
+            uid,
+            hotkey,
+            coldkey,
+            stake: 0,
+            axon: None,
+            validator_permit: false,
+            active: true,
+            last_update: 0,
+            registered_at: 0,
+            consensus: 0.0,
+            incentive: 0.0,
+            dividends: 0.0,
+            validator_trust: 0.0,
+            emission: 0,
+        }
+    }
+}
+
 /// A subnet's neurons, indexed by uid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metagraph {

@@ -95,25 +95,7 @@ pub struct Replay {
 }
 
 fn metagraph_of(netuid: u16, hotkeys: impl Iterator<Item = AccountId>) -> Metagraph {
-    let neurons = hotkeys
-        .enumerate()
-        .map(|(uid, hotkey)| NeuronInfo {
-            uid: uid as u16,
-            hotkey,
-            coldkey: hotkey,
-            stake: 0,
-            axon: None,
-            validator_permit: false,
-            active: true,
-            last_update: 0,
-            registered_at: 0,
-            consensus: 0.0,
-            incentive: 0.0,
-            dividends: 0.0,
-            validator_trust: 0.0,
-            emission: 0,
-        })
-        .collect();
+    let neurons = hotkeys.enumerate().map(|(uid, hotkey)| NeuronInfo::bare(uid as u16, hotkey, hotkey)).collect();
     Metagraph { netuid, block: 0, neurons }
 }
 

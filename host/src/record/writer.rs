@@ -308,22 +308,7 @@ mod tests {
             netuid: 1,
             block: 0,
             neurons: (0..4)
-                .map(|uid| NeuronInfo {
-                    uid,
-                    hotkey: AccountId::from_name(&format!("n{uid}")),
-                    coldkey: AccountId::from_name("c"),
-                    stake: 0,
-                    axon: None,
-                    validator_permit: false,
-                    active: true,
-                    last_update: 0,
-                    registered_at: 0,
-                    consensus: 0.0,
-                    incentive: 0.0,
-                    dividends: 0.0,
-                    validator_trust: 0.0,
-                    emission: 0,
-                })
+                .map(|uid| NeuronInfo::bare(uid, AccountId::from_name(&format!("n{uid}")), AccountId::from_name("c")))
                 .collect(),
         });
         b

@@ -206,22 +206,7 @@ mod tests {
             neurons: names
                 .iter()
                 .enumerate()
-                .map(|(uid, n)| NeuronInfo {
-                    uid: uid as u16,
-                    hotkey: AccountId::from_name(n),
-                    coldkey: AccountId::from_name("c"),
-                    stake: 0,
-                    axon: None,
-                    validator_permit: false,
-                    active: true,
-                    last_update: 0,
-                    registered_at: 0,
-                    consensus: 0.0,
-                    incentive: 0.0,
-                    dividends: 0.0,
-                    validator_trust: 0.0,
-                    emission: 0,
-                })
+                .map(|(uid, n)| NeuronInfo::bare(uid as u16, AccountId::from_name(n), AccountId::from_name("c")))
                 .collect(),
         }
     }
