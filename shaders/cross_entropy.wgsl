@@ -35,7 +35,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> logprobs: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-const WG: u32 = 256u;
+// Compiled after shaders/workgroup_sum.wgsl (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
 const NEG: f32 = -3.4e38;
 const NONE: u32 = 0xffffffffu;
 
@@ -48,20 +48,6 @@ fn workgroup_max(v: f32, lid: u32) -> f32 {
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lid < s) {
             red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
         }
         workgroupBarrier();
     }
@@ -85,7 +71,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     for (var v = lid.x; v < p.vocab; v += WG) {
         s += exp(logits[base + v] - m);
     }
-    let lse = m + log(workgroup_sum(s, lid.x));
+    let lse = m + log(workgroup_sum(lid.x, s));
     if (lid.x == 0u) {
         losses[p.row_offset + wg.x] = lse - target_logit;
     }
@@ -117,7 +103,7 @@ fn top_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
     for (var v = lid.x; v < p.vocab; v += WG) {
         s += exp(scores[base + v] - m);
     }
-    let lse = m + log(workgroup_sum(s, lid.x));
+    let lse = m + log(workgroup_sum(lid.x, s));
     var prev_v = 0.0;
     var prev_i = NONE;
     for (var round = 0u; round < p.k; round++) {

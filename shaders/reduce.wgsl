@@ -29,22 +29,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const WG: u32 = 256u;
 const PER_THREAD: u32 = 16u;
 
-var<workgroup> red: array<f32, 256>;
-
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
+// Compiled after shaders/workgroup_sum.wgsl (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
 
 @compute @workgroup_size(256)
 fn sum_squares_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -57,7 +44,7 @@ fn sum_squares_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invo
             s = fma(v, v, s);
         }
     }
-    let total = workgroup_sum(s, lid.x);
+    let total = workgroup_sum(lid.x, s);
     if (lid.x == 0u) {
         partials[p.base + wg.x] = total;
     }
@@ -69,7 +56,7 @@ fn sum_partial(@builtin(local_invocation_id) lid: vec3<u32>) {
     for (var i = lid.x; i < p.n; i += WG) {
         s += x[p.off + i];
     }
-    let total = workgroup_sum(s, lid.x);
+    let total = workgroup_sum(lid.x, s);
     if (lid.x == 0u) {
         out[p.out_index] = total * p.scale;
     }

@@ -12,9 +12,11 @@ pub const LAYERNORM: &str = include_str!("../../../shaders/layernorm.wgsl");
 pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
 pub const RESIDUAL: &str = include_str!("../../../shaders/residual.wgsl");
 pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
-pub const CROSS_ENTROPY: &str = include_str!("../../../shaders/cross_entropy.wgsl");
+pub const CROSS_ENTROPY: &str =
+    concat!(include_str!("../../../shaders/workgroup_sum.wgsl"), include_str!("../../../shaders/cross_entropy.wgsl"));
 pub const EMBEDDING: &str = include_str!("../../../shaders/embedding.wgsl");
-pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+pub const REDUCE: &str =
+    concat!(include_str!("../../../shaders/workgroup_sum.wgsl"), include_str!("../../../shaders/reduce.wgsl"));
 pub const ADAMW: &str = include_str!("../../../shaders/adamw.wgsl");
 
 /// Output tile of the matmul kernels (both dimensions).
