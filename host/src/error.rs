@@ -50,11 +50,24 @@ pub enum Error {
 
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+
+    /// A job stopped early by Ctrl-C or SIGTERM, after saving what it could; the message says
+    /// where and how to continue. The process exits with 130, as a shell does for SIGINT.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The process's exit status for this error: 130 for an interrupted job, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Interrupted(_) => 130,
+            _ => 1,
+        }
+    }
+
     pub fn plugin(plugin: &str, op: &'static str, source: PluginError) -> Self {
         Self::Plugin { plugin: plugin.to_string(), op, source }
     }

@@ -213,8 +213,8 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource)
         tracing::info!(target: "neuron_host::run", "no hotkey at {}: the embedded chain uses a development key", wallet.hotkey_path().display());
         Arc::new(subnet::dev_keypair(&config.role.to_string()))
     };
+    // Created when something is kept in it: the default checkpoint, a validator's pending commits.
     let dir = neuron_dir(&config)?;
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
     let mut local = None;
     let chain: Arc<dyn Chain> = match selection {
         ChainSelection::Node(endpoint) => {

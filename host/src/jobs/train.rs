@@ -441,7 +441,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
     );
     if interrupted {
         // Not finished: a script running `train && eval` must not go on.
-        return Err(Error::Config(match &options.checkpoint {
+        return Err(Error::Interrupted(match &options.checkpoint {
             Some(p) => format!(
                 "interrupted at step {step} of {}; saved in {}: run the same command again to continue",
                 options.steps,

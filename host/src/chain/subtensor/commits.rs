@@ -77,6 +77,10 @@ impl CommitStore {
         let Some(path) = &self.path else { return Ok(()) };
         let text = serde_json::to_string_pretty(&File { version: VERSION, pending: pending.to_vec() })
             .map_err(|e| ChainError::Other(format!("cannot encode pending commits: {e}")))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ChainError::Other(format!("cannot create {} for pending commits: {e}", dir.display())))?;
+        }
         crate::fsutil::write_atomically(path, text.as_bytes())
             .map_err(|e| ChainError::Other(format!("cannot write pending commits {}: {e}", path.display())))
     }
