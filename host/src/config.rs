@@ -360,11 +360,14 @@ pub struct CheckpointSettings {
     pub validator_every_blocks: u64,
     /// Resume from the checkpoint when it exists.
     pub resume: bool,
+    /// Previous checkpoints kept beside the file (`NAME.prev`, `NAME.prev.2`, ...), the
+    /// fallbacks when the newest turns out damaged (at least 1).
+    pub keep: usize,
 }
 
 impl Default for CheckpointSettings {
     fn default() -> Self {
-        Self { path: String::new(), miner_every_steps: 500, validator_every_blocks: 500, resume: true }
+        Self { path: String::new(), miner_every_steps: 500, validator_every_blocks: 500, resume: true, keep: 1 }
     }
 }
 
@@ -786,6 +789,9 @@ impl Config {
                 "chain.block_time must be a positive number of seconds, got {}",
                 self.chain.block_time
             ));
+        }
+        if self.checkpoint.keep == 0 {
+            return bad("checkpoint.keep must be at least 1: the previous checkpoint is the fallback when the newest is damaged".into());
         }
         if self.chain.hyperparams.tempo == 0 {
             return bad("chain.hyperparams.tempo must be at least 1 block".into());

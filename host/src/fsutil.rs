@@ -11,8 +11,10 @@ use std::{
 pub struct Replace<'a> {
     /// Unix permission bits for the new file (e.g. 0o600 for keys).
     pub mode: Option<u32>,
-    /// Keep the file being replaced under this name (atomically replacing an older one).
-    pub keep_previous: Option<&'a Path>,
+    /// Keep the files being replaced, newest first: the current file becomes
+    /// `keep_previous[0]`, which becomes `keep_previous[1]`, and so on; the last
+    /// one is replaced. Empty: nothing is kept.
+    pub keep_previous: &'a [PathBuf],
 }
 
 fn temp_beside(path: &Path, what: &str) -> PathBuf {
@@ -21,9 +23,11 @@ fn temp_beside(path: &Path, what: &str) -> PathBuf {
     dir.join(format!(".{name}.{what}.{}", std::process::id()))
 }
 
-/// Writes a temp file beside `path` with `fill`, fsyncs it, optionally moves
-/// the current file to `keep_previous`, renames the temp file into place and
-/// fsyncs the directory. On any error the temp file is removed and `path` is
+/// Writes a temp file beside `path` with `fill`, fsyncs it, shifts the kept
+/// previous files down by one and moves the current file to the first of them
+/// (`keep_previous`), renames the temp file into place and fsyncs the
+/// directory. Every step is a rename, so a crash at any point leaves complete
+/// files only (at worst a gap in the kept ones). On any error the temp file is removed and `path` is
 /// untouched. Returns the new file's size.
 pub fn replace_file(path: &Path, how: Replace<'_>, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<u64> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -47,11 +51,17 @@ pub fn replace_file(path: &Path, how: Replace<'_>, fill: impl FnOnce(&mut File) 
         file.sync_all()?;
         let size = file.metadata()?.len();
         drop(file);
-        if let (Some(prev), true) = (how.keep_previous, path.exists()) {
+        if let (Some(newest), true) = (how.keep_previous.first(), path.exists()) {
+            for pair in how.keep_previous.windows(2).rev() {
+                match fs::rename(&pair[0], &pair[1]) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
             let prev_tmp = temp_beside(path, "prev");
             let _ = fs::remove_file(&prev_tmp);
             fs::hard_link(path, &prev_tmp).or_else(|_| fs::copy(path, &prev_tmp).map(|_| ()))?;
-            fs::rename(&prev_tmp, prev)?;
+            fs::rename(&prev_tmp, newest)?;
         }
         fs::rename(&tmp, path)?;
         if let Ok(d) = File::open(&dir) {
@@ -81,7 +91,7 @@ mod tests {
         let path = dir.path().join("state.json");
         let prev = dir.path().join("state.json.prev");
         write_atomically(&path, b"one").unwrap();
-        replace_file(&path, Replace { mode: Some(0o600), keep_previous: Some(&prev) }, |f| {
+        replace_file(&path, Replace { mode: Some(0o600), keep_previous: std::slice::from_ref(&prev) }, |f| {
             use io::Write;
             f.write_all(b"two")
         })

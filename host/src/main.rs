@@ -619,6 +619,7 @@ fn run(cli: Cli) -> Result<()> {
                 log_every: args.log_every,
                 checkpoint: args.checkpoint,
                 save_every: args.save_every.unwrap_or(config.checkpoint.miner_every_steps),
+                keep: config.checkpoint.keep,
                 resume: !args.no_resume,
             };
             let mut out = train_job::Output::new(args.model.json);

@@ -310,6 +310,14 @@ fn a_pickle_that_would_run_code_is_refused_and_nothing_runs() {
     // An opcode no state dict uses (INST, which calls a class).
     let e = refused(&archive_with_pickle(b"\x80\x02(iposix\nsystem\n."));
     assert!(e.contains("opcode 0x69"), "{e}");
+    // BUILD is taken only for an OrderedDict's `_metadata` (every `state_dict()` has one): not
+    // another attribute, nor on anything else.
+    let e = refused(&archive_with_pickle(b"\x80\x02ccollections\nOrderedDict\n)R}X\x08\x00\x00\x00__dict__}sb."));
+    assert!(e.contains("sets attribute `__dict__`"), "{e}");
+    let e = refused(&archive_with_pickle(b"\x80\x02]}X\x09\x00\x00\x00_metadata}sb."));
+    assert!(e.contains("not an OrderedDict"), "{e}");
+    let ok = b"\x80\x02ccollections\nOrderedDict\n)R}X\x09\x00\x00\x00_metadata}sb.";
+    assert_eq!(pth::load(Cursor::new(archive_with_pickle(ok))).unwrap(), Value::OrderedDict(vec![]));
     assert!(!marker.exists(), "nothing was executed");
 }
 

@@ -125,7 +125,7 @@ fn save_restore(name: &str, c: &MinerCheckpoint, dir: &Path, rounds: usize) {
     for _ in 0..rounds {
         disk.push(sequential_write(dir, bytes));
         let started = Instant::now();
-        file_bytes = save_atomically(&path, &c.to_value()).unwrap();
+        file_bytes = save_atomically(&path, &c.to_value(), 1).unwrap();
         save.push(started.elapsed().as_secs_f64());
         let started = Instant::now();
         let (v, _) = load_with_fallback(&path).unwrap().unwrap();
@@ -199,7 +199,7 @@ fn main() {
     let value = big.to_value();
     drop(big);
     let saver_path = dir.path().join("inflight_checkpoint.pth");
-    let mut saver = Saver::new(saver_path.clone(), Arc::new(Metrics::new()), "bench");
+    let mut saver = Saver::new(saver_path.clone(), 1, Arc::new(Metrics::new()), "bench");
     let (mut without, mut with) = (vec![], vec![]);
     let mut requested = 0u64;
     for _ in 0..3 {

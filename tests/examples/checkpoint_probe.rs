@@ -5,6 +5,10 @@
 //! through the runtime's code, and prints the fingerprint of
 //! `neuron_e2e::probe::fingerprint` as JSON: the round trip into a fresh process.
 //!
+//! `checkpoint_probe forward GPT_PLUGIN CKPT TEXT`: restores the miner
+//! checkpoint into a fresh tiny GPT model the same way and prints, as JSON,
+//! the logits of TEXT's bytes taken as sequences of the model's context.
+//!
 //! `checkpoint_probe save-loop CKPT INTERVAL STEP_MS`: a stand-in training
 //! loop for the SIGKILL test. It resumes from CKPT (the runtime's loader and
 //! parser), then "trains" (every model tensor is filled with the step number,
@@ -26,33 +30,54 @@ use neuron_host::{
     data::SamplerState,
     gpu::{GpuDevice, GpuOptions},
     metrics::prometheus::Metrics,
-    plugins::LoadedPlugin,
+    plugins::{LoadedPlugin, PluginModel},
     runtime::{
         checkpoints::{DataPosition, MinerCheckpoint, PluginIdentity, Saver},
         schedule::LrSchedule,
     },
 };
-use neuron_plugin_api::Tensor;
+use neuron_plugin_api::{OutputRequest, Tensor, TokenBatch};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("restore") => restore(&PathBuf::from(&args[2]), &PathBuf::from(&args[3])),
+        Some("forward") => forward(&PathBuf::from(&args[2]), &PathBuf::from(&args[3]), &args[4]),
         Some("save-loop") => save_loop(&PathBuf::from(&args[2]), args[3].parse().unwrap(), args[4].parse().unwrap()),
         _ => {
-            eprintln!("usage: checkpoint_probe restore GPT_PLUGIN CKPT | save-loop CKPT INTERVAL STEP_MS");
+            eprintln!(
+                "usage: checkpoint_probe restore GPT_PLUGIN CKPT | forward GPT_PLUGIN CKPT TEXT | save-loop CKPT INTERVAL STEP_MS"
+            );
             std::process::exit(2);
         }
     }
 }
 
-fn restore(plugin: &Path, ckpt: &Path) {
+/// A fresh tiny GPT model (another seed than any saved one) with the miner checkpoint restored
+/// into it through the runtime's code.
+fn restored(plugin: &Path, ckpt: &Path) -> (PluginModel, MinerCheckpoint) {
     let gpu = Arc::new(GpuDevice::open(&GpuOptions::from_env(), &[]).unwrap());
     let gpt = LoadedPlugin::load(plugin).unwrap();
     let mut model = gpt.new_model(&gpu, &probe::tiny_config(99)).unwrap();
     let live = PluginIdentity::of(&model, &gpt.info().version).unwrap();
     let (value, _) = load_with_fallback(ckpt).unwrap().expect("the checkpoint exists");
     let c = MinerCheckpoint::restore(&mut model, &live, &value).unwrap();
+    (model, c)
+}
+
+fn forward(plugin: &Path, ckpt: &Path, text: &str) {
+    let (mut model, _) = restored(plugin, ckpt);
+    let seq = model.describe().unwrap().block_size as usize;
+    let tokens: Vec<u32> = text.bytes().map(u32::from).collect();
+    assert!(!tokens.is_empty() && tokens.len() % seq == 0, "TEXT must be whole sequences of {seq} bytes");
+    let out = model
+        .forward(TokenBatch::new((tokens.len() / seq) as u32, seq as u32, &tokens), OutputRequest::logits())
+        .unwrap();
+    println!("{}", serde_json::json!({ "logits": out.logits.iter().collect::<Vec<_>>() }));
+}
+
+fn restore(plugin: &Path, ckpt: &Path) {
+    let (mut model, c) = restored(plugin, ckpt);
     let (logits, step, after) = probe::fingerprint(&mut model, &probe::dataset());
     println!(
         "{}",
@@ -89,7 +114,7 @@ fn save_loop(ckpt: &Path, interval: u64, step_ms: u64) {
             c.global_step
         }
     };
-    let mut saver = Saver::new(ckpt.to_path_buf(), Arc::new(Metrics::new()), "probe");
+    let mut saver = Saver::new(ckpt.to_path_buf(), 1, Arc::new(Metrics::new()), "probe");
     let mut written = saver.written();
     let stdout = std::io::stdout();
     loop {

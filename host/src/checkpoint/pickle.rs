@@ -6,7 +6,9 @@
 //!
 //! The reader is a restricted unpickler: a stack machine that understands
 //! those opcodes (plus the memo and protocol-4 framing opcodes Python's
-//! pickler may emit) and calls only an allow-list of globals — ordered dicts,
+//! pickler may emit, and BUILD on an ordered dict: the `_metadata` attribute
+//! every `model.state_dict()` carries, which is read and dropped) and calls
+//! only an allow-list of globals — ordered dicts,
 //! tensor and parameter rebuilders, storage types. Any other global (the way
 //! a hostile pickle runs code) or opcode is refused with an error naming it;
 //! nothing is ever executed.
@@ -145,6 +147,7 @@ mod op {
     pub const BINGET: u8 = b'h';
     pub const LONG_BINGET: u8 = b'j';
     pub const MEMOIZE: u8 = 0x94;
+    pub const BUILD: u8 = b'b';
 }
 
 /// A storage a pickle refers to by persistent id.
@@ -492,6 +495,25 @@ pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
                 let callable = pair.pop().expect("two items");
                 let result = reduce(callable, args).map_err(|e| PickleError(format!("{} (at byte {at})", e.0)))?;
                 stack.push(Slot::Obj(result));
+            }
+            // `OrderedDict.__reduce__` sets instance attributes with BUILD; a
+            // state dict's only one is `_metadata` (module versions), which the
+            // host does not need. Anything else is refused.
+            op::BUILD => {
+                let state = pop_n(&mut stack, 1, at)?.pop().expect("one item");
+                let Obj::Dict(attributes) = state else {
+                    return err(format!("BUILD at byte {at} with a state that is not a dict of attributes"));
+                };
+                if let Some((name, _)) = attributes.iter().find(|(k, _)| !matches!(k, Obj::Str(s) if s == "_metadata")) {
+                    let name = match name {
+                        Obj::Str(s) => s.clone(),
+                        _ => "a non-string key".into(),
+                    };
+                    return err(format!("BUILD at byte {at} sets attribute `{name}`; a state dict carries only `_metadata`"));
+                }
+                if !matches!(stack.last(), Some(Slot::Obj(Obj::OrderedDict(_)))) {
+                    return err(format!("BUILD at byte {at} on something that is not an OrderedDict"));
+                }
             }
             op::BINPUT | op::LONG_BINPUT => {
                 let idx = if code == op::BINPUT {

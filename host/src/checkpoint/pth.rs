@@ -141,12 +141,10 @@ fn read_tensor<R: Read + Seek>(zip: &mut ZipArchive<R>, root: &str, t: &TensorRe
     if end.is_none() {
         return fail(format!("a tensor reads past the end of storage {}", t.storage.key));
     }
-    let start = (t.offset * elem) as usize;
-    Ok(TensorValue {
-        dtype: t.storage.dtype,
-        shape: t.shape.clone(),
-        data: bytes[start..start + (numel * elem) as usize].to_vec(),
-    })
+    let (start, len) = ((t.offset * elem) as usize, (numel * elem) as usize);
+    // A tensor that is its whole storage (what the host and `state_dict()` write) takes its bytes as read.
+    let data = if start == 0 && len == bytes.len() { bytes } else { bytes[start..start + len].to_vec() };
+    Ok(TensorValue { dtype: t.storage.dtype, shape: t.shape.clone(), data })
 }
 
 fn resolve(l: Loaded, read: &mut dyn FnMut(&TensorRef) -> Result<TensorValue, PthError>) -> Result<Value, PthError> {

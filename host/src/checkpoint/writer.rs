@@ -5,18 +5,19 @@
 //! a newer request waits, and replaces any request still waiting, so there is
 //! at most one save in flight and one queued, and never two writers on the file.
 //!
-//! A save writes a temp file in the same directory, fsyncs it, moves the
-//! current file to `.prev` (atomically replacing the older one), renames the
-//! temp file into place and fsyncs the directory: at every instant the path
-//! holds a complete checkpoint (the old or the new one) and `.prev` the one
-//! before. A failed save (full disk, permissions) removes its temp file,
-//! leaves both checkpoints as they were, and is logged and counted — never
-//! fatal to the loop. [`load_with_fallback`] reads the file, or `.prev` with
-//! a warning when the file is damaged.
+//! A save writes a temp file in the same directory, fsyncs it, shifts the
+//! kept previous checkpoints down by one (`NAME.prev` becomes `NAME.prev.2`,
+//! and so on up to `keep`), moves the current file to `NAME.prev`, renames
+//! the temp file into place and fsyncs the directory: at every instant the
+//! path holds a complete checkpoint (the old or the new one) and the kept
+//! files the ones before. A failed save (full disk, permissions) removes its
+//! temp file, leaves every checkpoint as it was, and is logged and counted —
+//! never fatal to the loop. [`load_with_fallback`] reads the file, or the
+//! newest previous one that loads, with a warning, when the file is damaged.
 
 use std::{
     fs::File,
-    io::{Cursor, Write},
+    io::Write,
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex},
     thread::JoinHandle,
@@ -54,15 +55,44 @@ struct Shared {
 /// The background writer of one checkpoint file.
 pub struct CheckpointWriter {
     path: PathBuf,
+    keep: usize,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// `name.prev` beside `path`.
+/// `NAME.prev` beside `path`: the newest previous checkpoint.
 pub fn prev_path(path: &Path) -> PathBuf {
+    previous_path(path, 1)
+}
+
+/// The `n`th previous checkpoint beside `path` (1: `NAME.prev`, n: `NAME.prev.n`).
+pub fn previous_path(path: &Path, n: usize) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".prev");
+    if n > 1 {
+        p.push(format!(".{n}"));
+    }
     PathBuf::from(p)
+}
+
+/// The previous checkpoints beside `path` that exist, newest first (whatever
+/// `keep` wrote them; a gap left by a crash in the middle of a rotation is skipped).
+pub fn previous_checkpoints(path: &Path) -> Vec<PathBuf> {
+    let (Some(name), dir) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else { return Vec::new() };
+    let dir = dir.filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let prefix = format!("{name}.prev");
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name();
+            let rest = file.to_str()?.strip_prefix(&prefix)?;
+            let n = if rest.is_empty() { 1 } else { rest.strip_prefix('.')?.parse().ok().filter(|&n| n >= 2)? };
+            Some((n, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
 }
 
 fn archive_name(path: &Path) -> String {
@@ -76,16 +106,26 @@ fn archive_name(path: &Path) -> String {
     }
 }
 
-/// Writes `value` to `path` crash-safely (see the module docs); returns the bytes written.
-pub fn save_atomically(path: &Path, value: &Value) -> std::io::Result<u64> {
-    let prev = prev_path(path);
-    let how = crate::fsutil::Replace { mode: None, keep_previous: Some(&prev) };
-    crate::fsutil::replace_file(path, how, |file| {
+/// Writes `value` to `path` crash-safely, keeping the `keep` checkpoints
+/// before it (see the module docs; at least one is always kept); returns the
+/// bytes written.
+pub fn save_atomically(path: &Path, value: &Value, keep: usize) -> std::io::Result<u64> {
+    let keep = keep.max(1);
+    let kept: Vec<PathBuf> = (1..=keep).map(|n| previous_path(path, n)).collect();
+    let how = crate::fsutil::Replace { mode: None, keep_previous: &kept };
+    let bytes = crate::fsutil::replace_file(path, how, |file| {
         let writer =
             pth::save(value, &archive_name(path), std::io::BufWriter::with_capacity(1 << 20, SeekableFile(file)))?;
         writer.into_inner().map_err(|e| e.into_error())?;
         Ok(())
-    })
+    })?;
+    // Older ones than `keep` (left by a run with a larger `keep`) go once the new file is in place.
+    for old in previous_checkpoints(path).into_iter().filter(|p| !kept.contains(p)) {
+        if let Err(e) = std::fs::remove_file(&old) {
+            tracing::warn!(target: "neuron_host::checkpoint", "cannot remove the old checkpoint {}: {e}", old.display());
+        }
+    }
+    Ok(bytes)
 }
 
 /// A `File` borrowed as `Write + Seek` through `BufWriter` (zip needs both).
@@ -107,8 +147,8 @@ impl std::io::Seek for SeekableFile<'_> {
 }
 
 impl CheckpointWriter {
-    /// Starts the writer thread for `path`.
-    pub fn new(path: PathBuf) -> Self {
+    /// Starts the writer thread for `path`, which keeps `keep` previous checkpoints.
+    pub fn new(path: PathBuf, keep: usize) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 pending: None,
@@ -123,13 +163,18 @@ impl CheckpointWriter {
         let target = path.clone();
         let thread = std::thread::Builder::new()
             .name("checkpoint-writer".into())
-            .spawn(move || run(&worker, &target))
+            .spawn(move || run(&worker, &target, keep))
             .expect("the OS starts a thread");
-        Self { path, shared, thread: Some(thread) }
+        Self { path, keep, shared, thread: Some(thread) }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many previous checkpoints are kept.
+    pub fn keep(&self) -> usize {
+        self.keep
     }
 
     /// Queues `value` (tagged, e.g. with its global step) and returns at once.
@@ -160,7 +205,7 @@ impl CheckpointWriter {
     }
 }
 
-fn run(shared: &Shared, path: &Path) {
+fn run(shared: &Shared, path: &Path, keep: usize) {
     loop {
         let (value, tag) = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -176,7 +221,7 @@ fn run(shared: &Shared, path: &Path) {
             }
         };
         let started = Instant::now();
-        let result = save_atomically(path, &value);
+        let result = save_atomically(path, &value, keep);
         drop(value);
         let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
         q.busy = false;
@@ -216,39 +261,43 @@ impl Drop for CheckpointWriter {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoadedFrom {
     Current,
-    /// The current file was damaged (the reason is kept); `.prev` was used.
+    /// The current file was damaged or missing (the reason is kept); `file`,
+    /// the newest previous checkpoint that loads, was used.
     Previous {
+        file: PathBuf,
         reason: String,
     },
 }
 
-/// Reads `path`, or `.prev` when `path` is damaged. `Ok(None)` when neither exists.
+/// Reads `path`, or the newest previous checkpoint that loads when `path` is
+/// damaged or missing (with a warning that says so). `Ok(None)` when there is none at all.
 pub fn load_with_fallback(path: &Path) -> Result<Option<(Value, LoadedFrom)>, String> {
     let read = |p: &Path| -> Result<Value, String> {
-        let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        pth::load(Cursor::new(bytes)).map_err(|e| format!("{}: {e}", p.display()))
+        let file = File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        pth::load(std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| format!("{}: {e}", p.display()))
     };
-    let prev = prev_path(path);
-    match (path.exists(), prev.exists()) {
-        (false, false) => Ok(None),
-        (true, _) => match read(path) {
-            Ok(v) => Ok(Some((v, LoadedFrom::Current))),
-            Err(reason) if prev.exists() => match read(&prev) {
-                Ok(v) => {
-                    tracing::warn!(target: "neuron_host::checkpoint", "{reason}; using the previous checkpoint {} instead", prev.display());
-                    Ok(Some((v, LoadedFrom::Previous { reason })))
-                }
-                Err(prev_reason) => Err(format!("{reason}; and the previous one is damaged too ({prev_reason})")),
-            },
-            Err(reason) => Err(reason),
-        },
-        (false, true) => {
-            let v = read(&prev)?;
-            let reason = format!("{} is missing", path.display());
-            tracing::warn!(target: "neuron_host::checkpoint", "{reason}; using the previous checkpoint {} instead", prev.display());
-            Ok(Some((v, LoadedFrom::Previous { reason })))
+    let previous = previous_checkpoints(path);
+    let mut reason = if path.exists() {
+        match read(path) {
+            Ok(v) => return Ok(Some((v, LoadedFrom::Current))),
+            Err(reason) => reason,
+        }
+    } else if previous.is_empty() {
+        return Ok(None);
+    } else {
+        format!("{} is missing", path.display())
+    };
+    let first_reason = reason.clone();
+    for prev in previous {
+        match read(&prev) {
+            Ok(v) => {
+                tracing::warn!(target: "neuron_host::checkpoint", "{reason}; using the previous checkpoint {} instead", prev.display());
+                return Ok(Some((v, LoadedFrom::Previous { file: prev, reason: first_reason })));
+            }
+            Err(why) => reason = format!("{reason}; and the previous one is damaged too ({why})"),
         }
     }
+    Err(reason)
 }
 
 #[cfg(test)]
@@ -266,7 +315,7 @@ mod tests {
     fn saves_keep_the_previous_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("miner_checkpoint.pth");
-        let w = CheckpointWriter::new(path.clone());
+        let w = CheckpointWriter::new(path.clone(), 1);
         w.request(step(1), 1);
         w.flush();
         w.request(step(2), 2);
@@ -287,10 +336,52 @@ mod tests {
     }
 
     #[test]
+    fn keep_n_rotates_the_previous_checkpoints_and_falls_back_through_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pth");
+        let w = CheckpointWriter::new(path.clone(), 3);
+        for i in 1..=5 {
+            w.request(step(i), i as u64);
+            w.flush();
+        }
+        let steps = |paths: &[PathBuf]| -> Vec<i64> {
+            paths
+                .iter()
+                .map(|p| load_with_fallback(p).unwrap().unwrap().0.get("global_step").unwrap().as_int().unwrap())
+                .collect()
+        };
+        let kept = previous_checkpoints(&path);
+        assert_eq!(kept, (1..=3).map(|n| previous_path(&path, n)).collect::<Vec<_>>());
+        assert_eq!(steps(&kept), [4, 3, 2]);
+        // The newest two damaged: the third is used, and the warning's reason names the first.
+        std::fs::write(&path, b"").unwrap();
+        std::fs::write(&kept[0], b"PK\x03\x04 torn").unwrap();
+        let (v, from) = load_with_fallback(&path).unwrap().unwrap();
+        assert_eq!(v.get("global_step").unwrap().as_int(), Some(3));
+        assert!(
+            matches!(&from, LoadedFrom::Previous { file, reason } if *file == kept[1] && reason.contains("c.pth")),
+            "{from:?}"
+        );
+        // A gap (a crash in the middle of a rotation) is skipped.
+        std::fs::remove_file(&kept[1]).unwrap();
+        assert_eq!(load_with_fallback(&path).unwrap().unwrap().0.get("global_step").unwrap().as_int(), Some(2));
+        // All damaged: one error naming each.
+        std::fs::write(&kept[2], b"x").unwrap();
+        let e = load_with_fallback(&path).unwrap_err();
+        assert!(!e.contains('\n') && e.matches("damaged too").count() == 2, "{e}");
+        // A writer with a smaller `keep` removes the older files once its save is in place.
+        drop(w);
+        let w = CheckpointWriter::new(path.clone(), 1);
+        w.request(step(6), 6);
+        w.flush();
+        assert_eq!(previous_checkpoints(&path), [prev_path(&path)]);
+    }
+
+    #[test]
     fn a_failed_save_is_counted_and_leaves_the_files_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("c.pth");
-        let w = CheckpointWriter::new(path.clone());
+        let w = CheckpointWriter::new(path.clone(), 1);
         w.request(step(1), 1);
         w.flush();
         let s = w.stats();
@@ -303,7 +394,7 @@ mod tests {
     fn newer_requests_replace_queued_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.pth");
-        let w = CheckpointWriter::new(path.clone());
+        let w = CheckpointWriter::new(path.clone(), 1);
         for i in 0..50 {
             w.request(step(i), i as u64);
         }

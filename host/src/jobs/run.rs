@@ -197,6 +197,7 @@ fn neuron_checkpoint(config: &Config, dir: &std::path::Path, plugins: &PluginSet
         path,
         every,
         resume: config.checkpoint.resume,
+        keep: config.checkpoint.keep,
         plugin_version: plugins.model().info().version.to_string(),
     })
 }

@@ -219,6 +219,8 @@ pub struct TrainOptions {
     pub save_every: u64,
     /// Continue from the checkpoint when it exists.
     pub resume: bool,
+    /// Previous checkpoints kept beside it (`checkpoint.keep`).
+    pub keep: usize,
 }
 
 /// What `train` ended with.
@@ -263,6 +265,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         path: path.clone(),
         every: options.save_every,
         resume: options.resume,
+        keep: options.keep,
         plugin_version: plugin_version.clone(),
     });
     if let Some(plan) = &plan {
@@ -295,7 +298,7 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             );
         }
     }
-    let writer = plan.as_ref().map(|p| CheckpointWriter::new(p.path.clone()));
+    let writer = plan.as_ref().map(|p| CheckpointWriter::new(p.path.clone(), p.keep));
     let save = |model: &mut PluginModel, step: u64, sampler: &BatchSampler, out: &mut Output| -> Result<()> {
         if let Some(writer) = &writer {
             let data = DataPosition { sampler: sampler.state(), noise_state: 0 };

@@ -533,6 +533,8 @@ pub struct CheckpointPlan {
     pub every: u64,
     /// Load the checkpoint at start-up when it exists.
     pub resume: bool,
+    /// Previous checkpoints kept beside the file (`checkpoint.keep`).
+    pub keep: usize,
     /// The model plugin's version, saved with its name and config.
     pub plugin_version: String,
 }
@@ -579,10 +581,11 @@ pub struct Saver {
 }
 
 impl Saver {
-    pub fn new(path: PathBuf, metrics: Arc<Metrics>, name: &str) -> Self {
+    /// A writer for `path` keeping `keep` previous checkpoints.
+    pub fn new(path: PathBuf, keep: usize, metrics: Arc<Metrics>, name: &str) -> Self {
         remove_stale_temp_files(&path);
         Self {
-            writer: CheckpointWriter::new(path),
+            writer: CheckpointWriter::new(path, keep),
             metrics,
             label: neuron(name),
             recorded_saves: 0,
@@ -875,7 +878,7 @@ mod tests {
         let stale = dir.path().join(".miner_checkpoint.pth.tmp.2147483646");
         std::fs::write(&stale, b"half a checkpoint").unwrap();
         let metrics = Arc::new(Metrics::new());
-        let mut saver = Saver::new(path.clone(), metrics.clone(), "m");
+        let mut saver = Saver::new(path.clone(), 1, metrics.clone(), "m");
         if cfg!(target_os = "linux") {
             assert!(!stale.exists());
         }

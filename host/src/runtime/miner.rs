@@ -232,7 +232,7 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64, resumed: Op
             tracing::warn!(target: "neuron_host::miner", "{}: the config's learning-rate schedule ({schedule:?}) differs from the checkpoint's ({:?}); the config's is used from step {}", m.name, c.schedule, c.global_step);
         }
     }
-    let mut saver = m.checkpoint.as_ref().map(|p| (Saver::new(p.path.clone(), m.metrics.clone(), &m.name), p));
+    let mut saver = m.checkpoint.as_ref().map(|p| (Saver::new(p.path.clone(), p.keep, m.metrics.clone(), &m.name), p));
     let identity = match (&saver, m.model.train(|model| PluginIdentity::of(model, ""))) {
         (Some((_, plan)), Ok(id)) => Some(PluginIdentity { version: plan.plugin_version.clone(), ..id }),
         _ => None,

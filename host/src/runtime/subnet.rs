@@ -341,6 +341,7 @@ fn neuron_plan(
         path: folder.join(file),
         every,
         resume: config.checkpoint.resume,
+        keep: config.checkpoint.keep,
         plugin_version: version.to_string(),
     })
 }

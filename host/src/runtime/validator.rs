@@ -581,7 +581,7 @@ impl Validator {
             epoch = c.epoch;
             tracing::info!(target: "neuron_host::validator", "{} resumed from its checkpoint of block {} (epoch {}, step {}): scores of {kept} of {} uids kept", self.name, c.block, c.epoch, c.global_step, c.hotkeys.len());
         }
-        l.saver = Some(Saver::new(plan.path.clone(), self.metrics.clone(), &self.name));
+        l.saver = Some(Saver::new(plan.path.clone(), plan.keep, self.metrics.clone(), &self.name));
         Ok(epoch)
     }
 

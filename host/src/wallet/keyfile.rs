@@ -355,7 +355,7 @@ pub fn write(path: &Path, data: &[u8], overwrite: bool) -> Result<()> {
         create_private_dir(dir).map_err(io(dir))?;
     }
     use std::io::Write as _;
-    let how = crate::fsutil::Replace { mode: Some(0o600), keep_previous: None };
+    let how = crate::fsutil::Replace { mode: Some(0o600), keep_previous: &[] };
     crate::fsutil::replace_file(path, how, |f| f.write_all(data)).map(|_| ()).map_err(io(path))
 }
 
