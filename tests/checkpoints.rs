@@ -264,7 +264,7 @@ fn a_miner_stopped_at_step_1234_continues_at_1235_and_a_different_model_is_refus
         Value::Tensor(neuron_host::checkpoint::pickle::TensorValue {
             dtype: wte.dtype,
             shape: vec![128, 64],
-            data: wte.data.to_vec(),
+            data: wte.data.clone(),
         }),
     );
     save_atomically(&path, &bad, 1).unwrap();
@@ -527,7 +527,7 @@ fn the_real_binary_sigkilled_50_times_while_saving_always_resumes_from_a_good_ch
         assert_eq!(from, LoadedFrom::Current, "kill {kill}: the newest file itself loads");
         let step = MinerCheckpoint::from_value(&value).unwrap_or_else(|e| panic!("kill {kill}: {e}")).global_step;
         assert!(
-            step % every == 0 && step >= previous && step <= done,
+            step.is_multiple_of(every) && step >= previous && step <= done,
             "kill {kill}: step {step} (done {done}, before {previous})"
         );
         assert!(

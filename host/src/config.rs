@@ -957,6 +957,13 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_keep_is_at_least_one() {
+        assert_eq!(Config::parse("[checkpoint]\nkeep = 3\n").unwrap().checkpoint.keep, 3);
+        let e = Config::parse("[checkpoint]\nkeep = 0\n").unwrap_err().to_string();
+        assert!(e.starts_with("checkpoint.keep must be at least 1"), "{e}");
+    }
+
+    #[test]
     fn wrong_types_name_the_key() {
         let e = Config::parse("[validator]\nbatch_size = \"eight\"\n").unwrap_err().to_string();
         assert!(e.starts_with("configuration key `validator.batch_size`"), "{e}");

@@ -44,7 +44,7 @@ fn sample() -> Value {
                 ),
                 (
                     Value::str("mask"),
-                    Value::Tensor(TensorValue { dtype: DType::BOOL, shape: vec![2], data: vec![1, 0] }),
+                    Value::Tensor(TensorValue { dtype: DType::BOOL, shape: vec![2], data: vec![1, 0].into() }),
                 ),
             ]),
         ),

@@ -5,10 +5,12 @@
 //!    and the step, with the plugin's exact tensor names and shapes, filled
 //!    with synthetic values (building and training gpt2 on a software GPU is
 //!    impractical; the bytes written are the same) — the runtime's
-//!    `MinerCheckpoint::to_value` + `save_atomically` (temp file, fsync,
+//!    `save_atomically` of the value the loop hands over (temp file, fsync,
 //!    `.prev`, rename, directory fsync) and `load_with_fallback` +
 //!    `MinerCheckpoint::from_value`, against writing the same number of bytes
-//!    to a file in the same directory with 1 MiB writes and one fsync.
+//!    to a file in the same directory with 1 MiB writes and one fsync; with
+//!    what building the value costs the loop (`MinerCheckpoint::to_value`) and
+//!    what encoding alone costs the writer (into a sink, no disk).
 //! 2. The real GPT plugin (`nano`) training: median step time with no save,
 //!    and with the gpt2-sized save running on the writer thread the whole time
 //!    (re-requested whenever one finishes); plus what the loop itself pays per
@@ -117,26 +119,63 @@ fn sequential_write(dir: &Path, bytes: u64) -> f64 {
     s
 }
 
+/// A `Write + Seek` that keeps nothing: the encoder's own cost, without the disk.
+struct Sink(u64, u64);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        self.1 = self.1.max(self.0);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Seek for Sink {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.0 = match pos {
+            std::io::SeekFrom::Start(n) => n,
+            std::io::SeekFrom::End(d) => (self.1 as i64 + d) as u64,
+            std::io::SeekFrom::Current(d) => (self.0 as i64 + d) as u64,
+        };
+        Ok(self.0)
+    }
+}
+
 fn save_restore(name: &str, c: &MinerCheckpoint, dir: &Path, rounds: usize) {
     let path = dir.join(format!("{name}_checkpoint.pth"));
     let bytes = bytes_of(c);
-    let (mut disk, mut save, mut load) = (vec![], vec![], vec![]);
+    let (mut disk, mut build, mut encode, mut save, mut load) = (vec![], vec![], vec![], vec![], vec![]);
     let mut file_bytes = 0;
     for _ in 0..rounds {
         disk.push(sequential_write(dir, bytes));
+        // What the loop's thread pays after the GPU read-back: the value handed to the writer
+        // (the exported tensors move into it).
+        let owned = c.clone();
         let started = Instant::now();
-        file_bytes = save_atomically(&path, &c.to_value(), 1).unwrap();
+        let value = owned.into_value();
+        build.push(started.elapsed().as_secs_f64());
+        // The writer thread's CPU work alone: pickle, zip framing and CRC-32 into a sink.
+        let started = Instant::now();
+        neuron_host::checkpoint::pth::save(&value, "bench", Sink(0, 0)).unwrap();
+        encode.push(started.elapsed().as_secs_f64());
+        // The writer thread's whole save: temp file, fsync, .prev, rename, directory fsync.
+        let started = Instant::now();
+        file_bytes = save_atomically(&path, &value, 1).unwrap();
         save.push(started.elapsed().as_secs_f64());
+        drop(value);
         let started = Instant::now();
         let (v, _) = load_with_fallback(&path).unwrap().unwrap();
-        let back = MinerCheckpoint::from_value(&v).unwrap();
+        let back = MinerCheckpoint::from_owned(v).unwrap();
         load.push(started.elapsed().as_secs_f64());
         assert_eq!(back.model.len(), c.model.len());
     }
-    let (disk, save, load) = (median(disk), median(save), median(load));
+    let (disk, build, encode, save, load) = (median(disk), median(build), median(encode), median(save), median(load));
     let mb = |s: f64| file_bytes as f64 / s / 1e6;
     println!(
-        "{name:5} {:>7.1} MB file: save {:.3} s ({:.0} MB/s), restore {:.3} s ({:.0} MB/s); sequential write {:.3} s ({:.0} MB/s); save/disk {:.2}",
+        "{name:5} {:>7.1} MB file: save {:.3} s ({:.0} MB/s), restore {:.3} s ({:.0} MB/s); sequential write {:.3} s ({:.0} MB/s); save/disk {:.2}; value built on the loop {:.3} s; encoding alone {:.3} s ({:.0} MB/s)",
         file_bytes as f64 / 1e6,
         save,
         mb(save),
@@ -144,7 +183,10 @@ fn save_restore(name: &str, c: &MinerCheckpoint, dir: &Path, rounds: usize) {
         mb(load),
         disk,
         bytes as f64 / disk / 1e6,
-        mb(save) / (bytes as f64 / disk / 1e6)
+        mb(save) / (bytes as f64 / disk / 1e6),
+        build,
+        encode,
+        mb(encode),
     );
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(neuron_host::checkpoint::writer::prev_path(&path));

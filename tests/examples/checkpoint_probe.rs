@@ -61,7 +61,7 @@ fn restored(plugin: &Path, ckpt: &Path) -> (PluginModel, MinerCheckpoint) {
     let mut model = gpt.new_model(&gpu, &probe::tiny_config(99)).unwrap();
     let live = PluginIdentity::of(&model, &gpt.info().version).unwrap();
     let (value, _) = load_with_fallback(ckpt).unwrap().expect("the checkpoint exists");
-    let c = MinerCheckpoint::restore(&mut model, &live, &value).unwrap();
+    let c = MinerCheckpoint::restore(&mut model, &live, value).unwrap();
     (model, c)
 }
 
@@ -69,7 +69,7 @@ fn forward(plugin: &Path, ckpt: &Path, text: &str) {
     let (mut model, _) = restored(plugin, ckpt);
     let seq = model.describe().unwrap().block_size as usize;
     let tokens: Vec<u32> = text.bytes().map(u32::from).collect();
-    assert!(!tokens.is_empty() && tokens.len() % seq == 0, "TEXT must be whole sequences of {seq} bytes");
+    assert!(!tokens.is_empty() && tokens.len().is_multiple_of(seq), "TEXT must be whole sequences of {seq} bytes");
     let out = model
         .forward(TokenBatch::new((tokens.len() / seq) as u32, seq as u32, &tokens), OutputRequest::logits())
         .unwrap();

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use abi_stable::std_types::RVec;
 use neuron_plugin_api::DType;
 
 /// A value in a checkpoint.
@@ -33,12 +34,13 @@ pub enum Value {
     Tensor(TensorValue),
 }
 
-/// A contiguous tensor: little-endian elements, row-major.
+/// A contiguous tensor: little-endian elements, row-major. The bytes are an
+/// `RVec` so a plugin's exported tensor moves into a checkpoint without a copy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorValue {
     pub dtype: DType,
     pub shape: Vec<u64>,
-    pub data: Vec<u8>,
+    pub data: RVec<u8>,
 }
 
 impl Value {

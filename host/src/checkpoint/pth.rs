@@ -143,7 +143,7 @@ fn read_tensor<R: Read + Seek>(zip: &mut ZipArchive<R>, root: &str, t: &TensorRe
     }
     let (start, len) = ((t.offset * elem) as usize, (numel * elem) as usize);
     // A tensor that is its whole storage (what the host and `state_dict()` write) takes its bytes as read.
-    let data = if start == 0 && len == bytes.len() { bytes } else { bytes[start..start + len].to_vec() };
+    let data = if start == 0 && len == bytes.len() { bytes.into() } else { bytes[start..start + len].into() };
     Ok(TensorValue { dtype: t.storage.dtype, shape: t.shape.clone(), data })
 }
 
@@ -180,7 +180,7 @@ mod tests {
                 Value::str("model"),
                 Value::OrderedDict(vec![(
                     Value::str("w"),
-                    Value::Tensor(TensorValue { dtype: DType::F32, shape: vec![2, 3], data: w }),
+                    Value::Tensor(TensorValue { dtype: DType::F32, shape: vec![2, 3], data: w.into() }),
                 )]),
             ),
             (Value::str("global_step"), Value::Int(1 << 40)),

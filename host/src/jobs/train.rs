@@ -705,7 +705,7 @@ pub fn read_checkpoint(path: &Path) -> Result<MinerCheckpoint> {
         }
         Err(e) => return Err(Error::Config(format!("cannot read the checkpoint: {e}"))),
     };
-    MinerCheckpoint::from_value(&value).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    MinerCheckpoint::from_owned(value).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// The library of plugin `name` beside the executable (`libgpt.so` for `gpt`), for a checkpoint

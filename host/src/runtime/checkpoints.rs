@@ -234,17 +234,24 @@ impl MinerCheckpoint {
         let weights = model.export_state(StateGroup::MODEL)?;
         let optimizer = model.export_state(StateGroup::OPTIMIZER)?;
         Ok(Self { plugin: plugin.clone(), model: weights, optimizer, schedule: *schedule, global_step, data }
-            .to_value())
+            .into_value())
     }
 
+    /// The checkpoint's value, tensors copied (see [`Self::into_value`]).
     pub fn to_value(&self) -> Value {
+        self.clone().into_value()
+    }
+
+    /// The checkpoint's value; the tensors' bytes move into it.
+    pub fn into_value(self) -> Value {
+        let scheduler = schedule_value(&self.schedule, self.global_step);
         dict(vec![
             ("format_version", Value::Int(FORMAT_VERSION)),
             ("role", Value::str("miner")),
             ("plugin", self.plugin.to_value()),
-            ("model", tensors_value(&self.model)),
-            ("optimizer", tensors_value(&self.optimizer)),
-            ("scheduler", schedule_value(&self.schedule, self.global_step)),
+            ("model", tensors_value(self.model)),
+            ("optimizer", tensors_value(self.optimizer)),
+            ("scheduler", scheduler),
             ("global_step", Value::Int(self.global_step as i64)),
             ("data", self.data.to_value()),
         ])
@@ -252,11 +259,20 @@ impl MinerCheckpoint {
 
     /// Parses a loaded checkpoint (structure only; see [`Self::check`]).
     pub fn from_value(v: &Value) -> std::result::Result<Self, String> {
-        check_header(v, "miner")?;
+        Self::from_owned(v.clone())
+    }
+
+    /// [`Self::from_value`] of a value the caller gives up: the tensors' bytes
+    /// move out of it instead of being copied (restoring gpt2's state).
+    pub fn from_owned(mut v: Value) -> std::result::Result<Self, String> {
+        check_header(&v, "miner")?;
+        let model = tensors_from(take_section(&mut v, "model")?, "model")?;
+        let optimizer = tensors_from(take_section(&mut v, "optimizer")?, "optimizer")?;
+        let v = &v;
         Ok(Self {
             plugin: PluginIdentity::from_value(section(v, "plugin")?)?,
-            model: tensors_from(section(v, "model")?, "model")?,
-            optimizer: tensors_from(section(v, "optimizer")?, "optimizer")?,
+            model,
+            optimizer,
             schedule: schedule_from(section(v, "scheduler")?)?,
             global_step: top_int(v, "global_step")? as u64,
             data: DataPosition::from_value(section(v, "data")?)?,
@@ -281,8 +297,8 @@ impl MinerCheckpoint {
 
     /// Parses, checks and applies `value` to `model`; returns the checkpoint
     /// (schedule, global step, data position) for the loop to continue from.
-    pub fn restore(model: &mut PluginModel, live: &PluginIdentity, value: &Value) -> Result<Self> {
-        let mut c = Self::from_value(value).map_err(Error::Config)?;
+    pub fn restore(model: &mut PluginModel, live: &PluginIdentity, value: Value) -> Result<Self> {
+        let mut c = Self::from_owned(value).map_err(Error::Config)?;
         c.check(model, live).map_err(Error::Config)?;
         c.apply(model)?;
         Ok(c)
@@ -354,15 +370,21 @@ impl ValidatorCheckpoint {
             scorer_state: scorer.export_state()?,
             data,
         }
-        .to_value())
+        .into_value())
     }
 
+    /// The checkpoint's value, tensors copied (see [`Self::into_value`]).
     pub fn to_value(&self) -> Value {
+        self.clone().into_value()
+    }
+
+    /// The checkpoint's value; the tensors' bytes move into it.
+    pub fn into_value(self) -> Value {
         let mut entries = vec![("format_version", Value::Int(FORMAT_VERSION)), ("role", Value::str("validator"))];
-        if let Some(m) = &self.model {
+        if let Some(m) = self.model {
             entries.push(("plugin", m.plugin.to_value()));
-            entries.push(("model", tensors_value(&m.model)));
-            entries.push(("optimizer", tensors_value(&m.optimizer)));
+            entries.push(("model", tensors_value(m.model)));
+            entries.push(("optimizer", tensors_value(m.optimizer)));
         }
         let n = self.hotkeys.len() as u64;
         let col_i = |f: &dyn Fn(&UidStats) -> u64| {
@@ -394,7 +416,7 @@ impl ValidatorCheckpoint {
             ),
             (
                 "scorer",
-                dict(vec![("name", Value::str(&self.scorer_name)), ("state", tensors_value(&self.scorer_state))]),
+                dict(vec![("name", Value::str(&self.scorer_name)), ("state", tensors_value(self.scorer_state))]),
             ),
             ("data", self.data.to_value()),
         ]);
@@ -407,8 +429,8 @@ impl ValidatorCheckpoint {
             None => None,
             Some(m) => Some(ModelState {
                 plugin: PluginIdentity::from_value(section(v, "plugin")?)?,
-                model: tensors_from(m, "model")?,
-                optimizer: tensors_from(section(v, "optimizer")?, "optimizer")?,
+                model: tensors_from(m.clone(), "model")?,
+                optimizer: tensors_from(section(v, "optimizer")?.clone(), "optimizer")?,
             }),
         };
         let hotkeys = match v.get("hotkeys") {
@@ -461,7 +483,7 @@ impl ValidatorCheckpoint {
             weights,
             stats,
             scorer_name: get_str(scorer, "scorer", "name")?,
-            scorer_state: tensors_from(section(scorer, "state")?, "scorer.state")?,
+            scorer_state: tensors_from(section(scorer, "state")?.clone(), "scorer.state")?,
             data: DataPosition::from_value(section(v, "data")?)?,
         })
     }
@@ -562,7 +584,7 @@ impl CheckpointPlan {
     pub fn resume_miner(&self, model: &mut PluginModel) -> Result<Option<MinerCheckpoint>> {
         let Some(value) = self.load()? else { return Ok(None) };
         let live = PluginIdentity::of(model, &self.plugin_version)?;
-        let c = MinerCheckpoint::restore(model, &live, &value)
+        let c = MinerCheckpoint::restore(model, &live, value)
             .map_err(|e| Error::Config(format!("cannot resume from {}: {e}", self.path.display())))?;
         Ok(Some(c))
     }
@@ -679,35 +701,52 @@ fn dict(entries: Vec<(&str, Value)>) -> Value {
 }
 
 fn tensor_value(dtype: DType, shape: &[u64], data: Vec<u8>) -> Value {
-    Value::Tensor(TensorValue { dtype, shape: shape.to_vec(), data })
+    Value::Tensor(TensorValue { dtype, shape: shape.to_vec(), data: data.into() })
 }
 
 fn f32_tensor(values: &[f32]) -> Value {
     tensor_value(DType::F32, &[values.len() as u64], values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
-fn tensors_value(tensors: &[Tensor]) -> Value {
+/// The tensors as an ordered dict; their bytes move (a checkpoint of gpt2's state is 1.5 GB: a
+/// copy here would cost the loop about a second per snapshot).
+fn tensors_value(tensors: Vec<Tensor>) -> Value {
     Value::OrderedDict(
         tensors
-            .iter()
-            .map(|t| (Value::Str(t.name.to_string()), tensor_value(t.dtype, &t.shape, t.data.to_vec())))
+            .into_iter()
+            .map(|t| {
+                let value = TensorValue { dtype: t.dtype, shape: t.shape.to_vec(), data: t.data };
+                (Value::Str(t.name.into()), Value::Tensor(value))
+            })
             .collect(),
     )
 }
 
-fn tensors_from(v: &Value, what: &str) -> std::result::Result<Vec<Tensor>, String> {
-    let entries = v.entries().ok_or_else(|| format!("`{what}` is not a dict of tensors"))?;
+/// Takes the value under `key` out of a dict (leaving `None`).
+fn take_section(v: &mut Value, key: &str) -> std::result::Result<Value, String> {
+    let (Value::Dict(entries) | Value::OrderedDict(entries)) = v else {
+        return Err(format!("the checkpoint has no `{key}`"));
+    };
     entries
-        .iter()
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, slot)| std::mem::replace(slot, Value::None))
+        .ok_or_else(|| format!("the checkpoint has no `{key}`"))
+}
+
+/// A dict of tensors as plugin tensors; the bytes move.
+fn tensors_from(v: Value, what: &str) -> std::result::Result<Vec<Tensor>, String> {
+    let (Value::Dict(entries) | Value::OrderedDict(entries)) = v else {
+        return Err(format!("`{what}` is not a dict of tensors"));
+    };
+    entries
+        .into_iter()
         .map(|(k, t)| {
-            let name = k.as_str().ok_or_else(|| format!("`{what}` has a key that is not a string"))?;
+            let name = k.as_str().ok_or_else(|| format!("`{what}` has a key that is not a string"))?.to_string();
             match t {
-                Value::Tensor(t) => Ok(Tensor {
-                    name: name.into(),
-                    dtype: t.dtype,
-                    shape: t.shape.iter().copied().collect(),
-                    data: t.data.iter().copied().collect(),
-                }),
+                Value::Tensor(t) => {
+                    Ok(Tensor { name: name.into(), dtype: t.dtype, shape: t.shape.into_iter().collect(), data: t.data })
+                }
                 _ => Err(format!("`{what}.{name}` is not a tensor")),
             }
         })
