@@ -473,9 +473,13 @@ fn the_client_reuses_its_connection_to_a_peer() {
         tokio::spawn(async move { server.await });
         let client = Client::new(Arc::new(keypair()), ClientConfig::default()).unwrap();
         let p = Peer { uid: 0, addr, hotkey: keypair().account() };
-        for _ in 0..10 {
+        for _ in 0..20 {
             assert!(client.forward(&p, &query(1)).await.result.is_ok());
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "ten calls, one connection");
+        // Without reuse this is 20. With it, 1, or now and then 2: hyper's pool takes a connection
+        // back on its own task after the body is read, and a call issued in that instant opens
+        // another (seen once in CI).
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&n), "twenty calls took {n} connections");
     });
 }
