@@ -236,7 +236,8 @@ proptest! {
             text.clone(),
         ] {
             if let Err(problem) = keyfile::parse(json.as_bytes()) {
-                prop_assert!(phrase.len() < 8 || !problem.contains(phrase.trim()), "echoed a secret: {problem}");
+                // A secret of a few letters is inside any message; only longer ones can be told apart.
+                prop_assert!(phrase.trim().len() < 8 || !problem.contains(phrase.trim()), "echoed a secret: {problem}");
             }
         }
     }
