@@ -19,8 +19,9 @@ use abi_stable::std_types::RVec;
 use neuron_plugin_api::DType;
 
 /// A value in a checkpoint.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Value {
+    #[default]
     None,
     Bool(bool),
     Int(i64),
@@ -59,6 +60,12 @@ impl Value {
     /// The value under a string key of a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.entries()?.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == key)).map(|(_, v)| v)
+    }
+
+    /// The value under a string key of a dict, to change or take.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        let (Value::Dict(entries) | Value::OrderedDict(entries)) = self else { return None };
+        entries.iter_mut().find(|(k, _)| matches!(k, Value::Str(s) if s == key)).map(|(_, v)| v)
     }
 
     pub fn as_str(&self) -> Option<&str> {

@@ -55,7 +55,6 @@ struct Shared {
 /// The background writer of one checkpoint file.
 pub struct CheckpointWriter {
     path: PathBuf,
-    keep: usize,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -165,16 +164,11 @@ impl CheckpointWriter {
             .name("checkpoint-writer".into())
             .spawn(move || run(&worker, &target, keep))
             .expect("the OS starts a thread");
-        Self { path, keep, shared, thread: Some(thread) }
+        Self { path, shared, thread: Some(thread) }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// How many previous checkpoints are kept.
-    pub fn keep(&self) -> usize {
-        self.keep
     }
 
     /// Queues `value` (tagged, e.g. with its global step) and returns at once.

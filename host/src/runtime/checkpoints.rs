@@ -424,15 +424,23 @@ impl ValidatorCheckpoint {
     }
 
     pub fn from_value(v: &Value) -> std::result::Result<Self, String> {
-        check_header(v, "validator")?;
+        Self::from_owned(v.clone())
+    }
+
+    /// [`Self::from_value`] of a value the caller gives up: the tensors' bytes move out of it.
+    pub fn from_owned(mut v: Value) -> std::result::Result<Self, String> {
+        check_header(&v, "validator")?;
         let model = match v.get("model") {
             None => None,
-            Some(m) => Some(ModelState {
-                plugin: PluginIdentity::from_value(section(v, "plugin")?)?,
-                model: tensors_from(m.clone(), "model")?,
-                optimizer: tensors_from(section(v, "optimizer")?.clone(), "optimizer")?,
+            Some(_) => Some(ModelState {
+                plugin: PluginIdentity::from_value(section(&v, "plugin")?)?,
+                model: tensors_from(take_section(&mut v, "model")?, "model")?,
+                optimizer: tensors_from(take_section(&mut v, "optimizer")?, "optimizer")?,
             }),
         };
+        let scorer = v.get_mut("scorer").ok_or("the checkpoint has no `scorer`")?;
+        let scorer_state = tensors_from(take_section(scorer, "state")?, "scorer.state")?;
+        let v = &v;
         let hotkeys = match v.get("hotkeys") {
             Some(Value::List(items)) => items
                 .iter()
@@ -483,7 +491,7 @@ impl ValidatorCheckpoint {
             weights,
             stats,
             scorer_name: get_str(scorer, "scorer", "name")?,
-            scorer_state: tensors_from(section(scorer, "state")?.clone(), "scorer.state")?,
+            scorer_state,
             data: DataPosition::from_value(section(v, "data")?)?,
         })
     }
@@ -529,9 +537,9 @@ impl ValidatorCheckpoint {
     pub fn restore(
         model: Option<(&mut PluginModel, &PluginIdentity)>,
         scorer: &mut PluginScorer,
-        value: &Value,
+        value: Value,
     ) -> Result<Self> {
-        let mut c = Self::from_value(value).map_err(Error::Config)?;
+        let mut c = Self::from_owned(value).map_err(Error::Config)?;
         match model {
             Some((m, live)) => {
                 c.check(Some((&*m, live)), scorer).map_err(Error::Config)?;
@@ -724,14 +732,7 @@ fn tensors_value(tensors: Vec<Tensor>) -> Value {
 
 /// Takes the value under `key` out of a dict (leaving `None`).
 fn take_section(v: &mut Value, key: &str) -> std::result::Result<Value, String> {
-    let (Value::Dict(entries) | Value::OrderedDict(entries)) = v else {
-        return Err(format!("the checkpoint has no `{key}`"));
-    };
-    entries
-        .iter_mut()
-        .find(|(k, _)| k.as_str() == Some(key))
-        .map(|(_, slot)| std::mem::replace(slot, Value::None))
-        .ok_or_else(|| format!("the checkpoint has no `{key}`"))
+    v.get_mut(key).map(std::mem::take).ok_or_else(|| format!("the checkpoint has no `{key}`"))
 }
 
 /// A dict of tensors as plugin tensors; the bytes move.

@@ -563,7 +563,7 @@ impl Validator {
                 ValidatorCheckpoint::restore(
                     self.model.as_mut().zip(identity.as_ref()),
                     self.scorer.scorer_mut(),
-                    &value,
+                    value,
                 )
             })
             .map_err(|e| Error::Config(format!("cannot resume from {}: {e}", plan.path.display())))?;
