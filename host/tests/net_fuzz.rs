@@ -109,12 +109,8 @@ fn check_headers(pairs: &[(String, Vec<u8>)], body: &[u8]) {
     let map = header_map(pairs);
     let _ = SignedHeaders::parse(&map);
     let result = verifier().verify(&map, "POST", "/v1/forward", body, NOW);
-    if let Ok(caller) = result {
-        // Only a genuine signature of the sender's may pass.
-        assert_eq!(caller.hotkey, keys().sender.account());
-        let genuine = header_map(&signed_request(body));
-        assert_eq!(map.get(auth::HEADER_SIGNATURE), genuine.get(auth::HEADER_SIGNATURE));
-    }
+    // Arbitrary headers carry no signature of anyone's over this request; passing would be a forgery.
+    assert!(result.is_err(), "arbitrary headers authenticated as {:?}", result.map(|c| c.hotkey));
 }
 
 /// Checks that arbitrary bytes decode without panicking, and that whatever
@@ -154,6 +150,9 @@ proptest! {
         flip in 1u8..=255,
     ) {
         let mut pairs = signed_request(&body);
+        // Compared with this very request: sr25519 signatures are randomised, so signing
+        // again gives another signature.
+        let original = SignedHeaders::parse(&header_map(&pairs)).ok();
         let value = &mut pairs[which].1;
         if value.is_empty() {
             return Ok(());
@@ -162,7 +161,7 @@ proptest! {
         value[i] ^= flip;
         let map = header_map(&pairs);
         // A flip can land on a case-insensitive hex letter or a `0x` prefix and change nothing.
-        let unchanged = SignedHeaders::parse(&map).ok() == SignedHeaders::parse(&header_map(&signed_request(&body))).ok();
+        let unchanged = SignedHeaders::parse(&map).ok() == original;
         let result = verifier().verify(&map, "POST", "/v1/forward", &body, NOW);
         prop_assert!(result.is_err() || unchanged, "a mutated request authenticated: {:?}", pairs[which]);
     }
