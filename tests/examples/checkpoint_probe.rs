@@ -115,7 +115,7 @@ fn save_loop(ckpt: &Path, interval: u64, step_ms: u64) {
         }
     };
     let mut saver = Saver::new(ckpt.to_path_buf(), 1, Arc::new(Metrics::new()), "probe");
-    let mut written = saver.written();
+    let (mut written, mut superseded) = (saver.written(), 0);
     let stdout = std::io::stdout();
     loop {
         std::thread::sleep(Duration::from_millis(step_ms));
@@ -136,6 +136,10 @@ fn save_loop(ckpt: &Path, interval: u64, step_ms: u64) {
         if saver.written() != written {
             written = saver.written();
             writeln!(out, "saved {}", written.unwrap()).unwrap();
+        }
+        if saver.superseded() != superseded {
+            superseded = saver.superseded();
+            writeln!(out, "superseded {superseded}").unwrap();
         }
         out.flush().unwrap();
     }

@@ -303,9 +303,13 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         if let Some(writer) = &writer {
             let data = DataPosition { sampler: sampler.state(), noise_state: 0 };
             writer.request(MinerCheckpoint::capture(model, &live, &schedule, step, data)?, step);
+            // What is on disk so far, and how many requests a newer one replaced while the
+            // writer was busy (saves slower than the interval).
+            let (saved, superseded) = (writer.written_tag(), writer.stats().superseded);
             out.line(
                 &format!("checkpoint at step {step} -> {}", writer.path().display()),
-                json!({"event": "checkpoint", "step": step, "path": writer.path().display().to_string()}),
+                json!({"event": "checkpoint", "step": step, "path": writer.path().display().to_string(),
+                       "saved": saved, "superseded": superseded}),
             );
         }
         Ok(())
