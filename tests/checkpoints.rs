@@ -457,9 +457,10 @@ fn sigkill_at_random_moments_never_leaves_a_checkpoint_that_fails_to_load() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp.") || n.contains(".prev."))
+        .filter(|n| n.starts_with('.') && [".tmp.", ".prev.", ".old."].iter().any(|k| n.contains(k)))
         .collect();
-    assert!(leftovers.len() <= 2, "stale temp files are removed at start: {leftovers:?}");
+    // Only the last process, killed, may have left its own.
+    assert!(leftovers.len() <= 3, "stale temp files are removed at start: {leftovers:?}");
 }
 
 /// `neuron-host train` on the tiny model saving to `path` every `every` steps, with a line per step.

@@ -10,7 +10,9 @@
 //! and so on up to `keep`), moves the current file to `NAME.prev`, renames
 //! the temp file into place and fsyncs the directory: at every instant the
 //! path holds a complete checkpoint (the old or the new one) and the kept
-//! files the ones before. A failed save (full disk, permissions) removes its
+//! files the ones before. The checkpoint that drops out of the kept ones is
+//! deleted only after the new one is reported saved: on some disks freeing a
+//! big file's blocks takes as long as writing it. A failed save (full disk, permissions) removes its
 //! temp file, leaves every checkpoint as it was, and is logged and counted —
 //! never fatal to the loop. [`load_with_fallback`] reads the file, or the
 //! newest previous one that loads, with a warning, when the file is damaged.
@@ -25,6 +27,7 @@ use std::{
 };
 
 use super::{pickle::Value, pth};
+use crate::fsutil::Replaced;
 
 /// Counters of one writer.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -108,11 +111,11 @@ fn archive_name(path: &Path) -> String {
 /// Writes `value` to `path` crash-safely, keeping the `keep` checkpoints
 /// before it (see the module docs; at least one is always kept); returns the
 /// bytes written.
-pub fn save_atomically(path: &Path, value: &Value, keep: usize) -> std::io::Result<u64> {
+pub fn save_atomically(path: &Path, value: &Value, keep: usize) -> std::io::Result<Replaced> {
     let keep = keep.max(1);
     let kept: Vec<PathBuf> = (1..=keep).map(|n| previous_path(path, n)).collect();
     let how = crate::fsutil::Replace { mode: None, keep_previous: &kept };
-    let bytes = crate::fsutil::replace_file(path, how, |file| {
+    let saved = crate::fsutil::replace_file_retiring(path, how, |file| {
         let writer =
             pth::save(value, &archive_name(path), std::io::BufWriter::with_capacity(1 << 20, SeekableFile(file)))?;
         writer.into_inner().map_err(|e| e.into_error())?;
@@ -124,7 +127,7 @@ pub fn save_atomically(path: &Path, value: &Value, keep: usize) -> std::io::Resu
             tracing::warn!(target: "neuron_host::checkpoint", "cannot remove the old checkpoint {}: {e}", old.display());
         }
     }
-    Ok(bytes)
+    Ok(saved)
 }
 
 /// A `File` borrowed as `Write + Seek` through `BufWriter` (zip needs both).
@@ -218,9 +221,9 @@ fn run(shared: &Shared, path: &Path, keep: usize) {
         let result = save_atomically(path, &value, keep);
         drop(value);
         let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.busy = false;
-        match result {
-            Ok(bytes) => {
+        match &result {
+            Ok(saved) => {
+                let bytes = saved.size;
                 q.stats.saves += 1;
                 q.stats.last_duration = Some(started.elapsed());
                 q.stats.last_bytes = bytes;
@@ -235,6 +238,12 @@ fn run(shared: &Shared, path: &Path, keep: usize) {
                 q.stats.last_error = Some(message);
             }
         }
+        // The save is on disk and reported; the checkpoint that dropped out of the kept ones is
+        // removed after that (freeing a big file can take as long as writing it), still "busy".
+        shared.wake.notify_all();
+        drop(q);
+        drop(result);
+        shared.queue.lock().unwrap_or_else(|p| p.into_inner()).busy = false;
         shared.wake.notify_all();
     }
 }

@@ -692,7 +692,7 @@ impl Saver {
 }
 
 /// Removes temp files a killed process left beside `path` (`.NAME.tmp.PID`,
-/// `.NAME.prev.PID` of a process that no longer runs); the checkpoint and
+/// `.NAME.prev.PID`, `.NAME.old.PID` of a process that no longer runs); the checkpoint and
 /// `.prev` are never touched.
 pub fn remove_stale_temp_files(path: &std::path::Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return };
@@ -705,7 +705,7 @@ pub fn remove_stale_temp_files(path: &std::path::Path) {
         let Some((kind, pid)) = rest.split_once('.') else { continue };
         let Ok(pid) = pid.parse::<u32>() else { continue };
         let alive = pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
-        if (kind == "tmp" || kind == "prev") && !alive && cfg!(target_os = "linux") {
+        if matches!(kind, "tmp" | "prev" | "old") && !alive && cfg!(target_os = "linux") {
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => {
                     tracing::info!(target: "neuron_host::checkpoint", "removed {}, left by an interrupted save", entry.path().display())
