@@ -54,9 +54,10 @@ pub fn replace_file(path: &Path, how: Replace<'_>, fill: impl FnOnce(&mut File) 
     replace_file_retiring(path, how, fill).map(|r| r.size)
 }
 
-/// [`replace_file`], leaving the removal of the file that drops out (the oldest kept one, or the
-/// old file itself when none is kept) to the returned [`Replaced`]: until then it lives as
-/// `.NAME.old.PID` beside `path` (a process killed in between leaves it for the next start to remove).
+/// [`replace_file`], leaving the removal of the oldest kept file, the one that drops out, to the
+/// returned [`Replaced`]: until then it lives as `.NAME.old.PID` beside `path` (a process killed in
+/// between leaves it for the caller's next start to remove). With nothing kept, the old file goes
+/// in the final rename, as with [`replace_file`]: no copy of a replaced keyfile is ever left behind.
 pub fn replace_file_retiring(
     path: &Path,
     how: Replace<'_>,
@@ -84,15 +85,11 @@ pub fn replace_file_retiring(
         file.sync_all()?;
         let size = file.metadata()?.len();
         drop(file);
-        if path.exists() {
+        if let (Some(oldest), true) = (how.keep_previous.last(), path.exists()) {
             // The file that drops out keeps its blocks under a temp name for now.
             let old = temp_beside(path, "old");
             let _ = fs::remove_file(&old);
-            let moved = match how.keep_previous.last() {
-                Some(oldest) => fs::rename(oldest, &old),
-                None => fs::hard_link(path, &old),
-            };
-            if moved.is_ok() {
+            if fs::rename(oldest, &old).is_ok() {
                 retired = Some(old);
             }
         }
@@ -201,14 +198,13 @@ mod tests {
         drop(replaced);
         assert_eq!(names(dir.path()), ["c.pth", "c.pth.prev", "c.pth.prev.2"]);
 
-        // Nothing kept: the old file itself waits under the temp name.
+        // Nothing kept: no copy of the old file is left anywhere, even before the drop.
         let single = dir.path().join("s");
         write_atomically(&single, b"one").unwrap();
         let replaced = replace_file_retiring(&single, Replace::default(), |f| f.write_all(b"two")).unwrap();
-        assert_eq!(fs::read(dir.path().join(format!(".s.old.{}", std::process::id()))).unwrap(), b"one");
+        assert_eq!(names(dir.path()), ["c.pth", "c.pth.prev", "c.pth.prev.2", "s"]);
         drop(replaced);
         assert_eq!(fs::read(&single).unwrap(), b"two");
-        assert_eq!(names(dir.path()), ["c.pth", "c.pth.prev", "c.pth.prev.2", "s"]);
 
         // A failed write leaves every file as it was.
         let err = replace_file_retiring(&path, how, |_| Err(io::Error::other("disk full")));
