@@ -256,11 +256,14 @@ fn main() {
     drop(big);
     let saver_path = dir.path().join("inflight_checkpoint.pth");
     let mut saver = Saver::new(saver_path.clone(), 1, Arc::new(Metrics::new()), "bench");
-    let (mut without, mut with) = (vec![], vec![]);
+    // Rounds of 8 steps without and 8 with, side by side; this shared VM drifts by more than the
+    // effect between minutes, so the figure is the median of the rounds' own ratios.
+    let (mut without, mut with, mut ratios) = (vec![], vec![], vec![]);
     let mut requested = 0u64;
-    for _ in 0..3 {
+    for _ in 0..5 {
+        let (mut round_without, mut round_with) = (vec![], vec![]);
         for _ in 0..8 {
-            without.push(step(&mut model));
+            round_without.push(step(&mut model));
         }
         for _ in 0..8 {
             if saver.written() == Some(requested) || requested == 0 {
@@ -268,15 +271,18 @@ fn main() {
                 saver.request(Ok(value.clone()), requested);
                 std::thread::sleep(Duration::from_millis(50)); // the writer has started
             }
-            with.push(step(&mut model));
+            round_with.push(step(&mut model));
         }
+        without.extend_from_slice(&round_without);
+        with.extend_from_slice(&round_with);
+        ratios.push(median(round_with) / median(round_without));
     }
-    let (without, with) = (median(without), median(with));
     println!(
-        "nano training step: {:.1} ms without a save, {:.1} ms with a gpt2-sized save in flight ({requested} saves): {:.3}x; capture (GPU read-back, paid by the loop per snapshot) {:.1} ms",
-        without * 1e3,
-        with * 1e3,
-        with / without,
+        "nano training step: {:.1} ms without a save, {:.1} ms with a gpt2-sized save in flight ({requested} saves): {:.3}x (median of 5 rounds' ratios; rounds {}); capture (GPU read-back, paid by the loop per snapshot) {:.1} ms",
+        median(without) * 1e3,
+        median(with) * 1e3,
+        median(ratios.clone()),
+        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" "),
         median(capture) * 1e3
     );
     saver.finish();
