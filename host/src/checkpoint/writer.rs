@@ -175,13 +175,26 @@ impl CheckpointWriter {
     }
 
     /// Queues `value` (tagged, e.g. with its global step) and returns at once.
-    /// A request still waiting is replaced.
+    /// A request still waiting is replaced, with a warning: saves are slower than the interval.
     pub fn request(&self, value: Value, tag: u64) {
         let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if q.pending.replace((value, tag)).is_some() {
+        let replaced = q.pending.replace((value, tag));
+        if let Some((_, old_tag)) = &replaced {
             q.stats.superseded += 1;
+            // At the 1st, 2nd, 4th, 8th... replacement, so that a slow disk cannot flood the log.
+            if q.stats.superseded.is_power_of_two() {
+                tracing::warn!(
+                    target: "neuron_host::checkpoint",
+                    "the checkpoint at {old_tag} was replaced by the one at {tag} before it could be written ({} so far): saves to {} take longer than the save interval; save less often or to a faster disk",
+                    q.stats.superseded,
+                    self.path.display()
+                );
+            }
         }
         self.shared.wake.notify_all();
+        drop(q);
+        // A replaced snapshot (up to a whole model and optimizer) is freed without holding the writer up.
+        drop(replaced);
     }
 
     /// Blocks until nothing is queued or in flight (shutdown, tests).

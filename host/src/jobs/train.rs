@@ -299,7 +299,6 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         }
     }
     let writer = plan.as_ref().map(|p| CheckpointWriter::new(p.path.clone(), p.keep));
-    let warned_superseded = std::cell::Cell::new(0u64);
     let save = |model: &mut PluginModel, step: u64, sampler: &BatchSampler, out: &mut Output| -> Result<()> {
         if let Some(writer) = &writer {
             let data = DataPosition { sampler: sampler.state(), noise_state: 0 };
@@ -312,13 +311,6 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
                 json!({"event": "checkpoint", "step": step, "path": writer.path().display().to_string(),
                        "saved": saved, "superseded": superseded}),
             );
-            if superseded > warned_superseded.replace(superseded) {
-                tracing::warn!(
-                    target: "neuron_host::train",
-                    "{superseded} checkpoint request(s) replaced by a newer one before they were written: saves to {} take longer than --save-every; save less often or to a faster disk",
-                    writer.path().display()
-                );
-            }
         }
         Ok(())
     };

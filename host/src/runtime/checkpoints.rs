@@ -606,7 +606,6 @@ pub struct Saver {
     label: NeuronLabel,
     recorded_saves: u64,
     recorded_failures: u64,
-    recorded_superseded: u64,
     /// The tag (step or block) of the newest request.
     pub last_requested: Option<u64>,
 }
@@ -621,7 +620,6 @@ impl Saver {
             label: neuron(name),
             recorded_saves: 0,
             recorded_failures: 0,
-            recorded_superseded: 0,
             last_requested: None,
         }
     }
@@ -669,15 +667,6 @@ impl Saver {
         if stats.failures > self.recorded_failures {
             self.metrics.checkpoint_failures.get_or_create(&self.label).inc_by(stats.failures - self.recorded_failures);
             self.recorded_failures = stats.failures;
-        }
-        if stats.superseded > self.recorded_superseded {
-            tracing::warn!(
-                target: "neuron_host::checkpoint",
-                "a checkpoint request was replaced by a newer one before it could be written ({} so far): saves to {} take longer than the interval; save less often or to a faster disk",
-                stats.superseded,
-                self.writer.path().display()
-            );
-            self.recorded_superseded = stats.superseded;
         }
     }
 
