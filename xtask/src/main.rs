@@ -7,6 +7,9 @@
 //! missing Debian packages through apt when they can (root, or sudo without a
 //! password), and otherwise stopping with one line saying exactly what to run.
 //!
+//! `test` first checks that the real finney metadata the chain tests read is
+//! beside the checkout (`../shared/chain/`, or `$NEURON_SHARED_CHAIN`).
+//!
 //! `test` also prepares the Python environments the interop tests run
 //! against: venvs under `target/python/`, made with the machine's `python3`
 //! (or `$NEURON_PYTHON`), each holding exactly its pinned requirements file,
@@ -78,6 +81,7 @@ fn exit_with(s: ExitStatus) -> ! {
 }
 
 fn test(args: &[String]) {
+    ensure_shared_chain();
     ensure_system(true);
     quiet_headless_display_probe();
     for (var, name, requirements) in PYTHON_ENVS {
@@ -110,6 +114,28 @@ fn run(args: &[String]) {
     let plugin = Path::new("target/release").join(library);
     eprintln!("xtask: {} --plugin {} {}", exe.display(), plugin.display(), args.join(" "));
     exit_with(status(Command::new(&exe).arg("--plugin").arg(&plugin).args(args)))
+}
+
+/// The chain tests read the real finney metadata, which lives outside the repository: stop at once,
+/// before any build, when it is missing rather than fail those tests minutes later.
+fn ensure_shared_chain() {
+    let dir = match env::var_os("NEURON_SHARED_CHAIN") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new("..").join("shared").join("chain"),
+    };
+    let missing: Vec<&str> = ["finney-metadata-v14-spec343.scale", "finney-metadata-v16-spec393.scale"]
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        let shown = dir.canonicalize().unwrap_or_else(|_| env::current_dir().unwrap_or_default().join(&dir));
+        fail(&format!(
+            "the chain tests need the real finney metadata ({}) in {}: put the project's shared/ folder \
+             beside the checkout, or set NEURON_SHARED_CHAIN to a folder that holds those files",
+            missing.join(", "),
+            shown.display()
+        ));
+    }
 }
 
 /// Python environments the interop tests need: (variable the tests read, venv name, requirements).
