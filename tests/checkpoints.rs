@@ -703,3 +703,37 @@ fn a_restarted_local_subnet_resumes_with_no_flags_and_the_validator_keeps_its_sc
     assert!(v2.stats[m1].queried > v1.stats[m1].queried);
     assert!(global_step(&ckpts.join("miner1/miner_checkpoint.pth")).unwrap() > miner_step_1);
 }
+
+#[test]
+fn neurons_configured_longer_than_their_models_context_restart_on_their_own_checkpoints() {
+    // The finney/test presets ask for 256 tokens; the tiny model's context is 16. The first run
+    // caps the length with a warning; a restart must cap it again, not rebuild the data stream at
+    // the configured length (which made the validator exit and the miners stop training).
+    let dir = tempfile::tempdir().unwrap();
+    let config = TinySubnet { miner: "log_every = 0", sections: CLEAN_AND_NOISY_MINERS, ..Default::default() }.toml();
+    let run = |name: &str, epochs: u64| {
+        let out = neuron_e2e::subnet_command(dir.path(), &config, name, &["scoring_loss"], epochs)
+            .args(["--set", "miner.sequence_length=256", "--set", "validator.sequence_length=256"])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{name}: {text}");
+        assert!(!text.contains("stopped:"), "{name}: a miner stopped training: {text}");
+        text
+    };
+    run("run1", 1);
+    let ckpts = dir.path().join("checkpoints");
+    let miner_step = global_step(&ckpts.join("miner1/miner_checkpoint.pth")).unwrap();
+    let validator_step = global_step(&ckpts.join("validator/validator_checkpoint.pth")).unwrap();
+    assert!(miner_step > 0 && validator_step > 0);
+    let text = run("run2", 2);
+    assert!(text.contains("longer than the model's context"), "the cap is said again: {text}");
+    assert!(global_step(&ckpts.join("miner1/miner_checkpoint.pth")).unwrap() > miner_step, "miner1 trained on");
+    assert!(
+        global_step(&ckpts.join("validator/validator_checkpoint.pth")).unwrap() > validator_step,
+        "the validator stepped on"
+    );
+    let resumed = steps(&dir.path().join("run2"));
+    let first = resumed.iter().find(|s| s["neuron"] == "miner1").expect("miner1 logged steps");
+    assert_eq!(first["step"].as_u64().unwrap(), miner_step + 1, "miner1 continued its own count");
+}

@@ -39,9 +39,9 @@ use crate::{
     plugins::{load_all, LoadedPlugin, PluginScorer},
     record::{EpochRecord, Frame, RecordReader, Snapshot, StepRecord},
     runtime::{
+        plugin_set::build_scorer,
         scores::ScoreBook,
         scoring::{epoch_weights, outcome, WeightRules},
-        subnet::build_scorer,
     },
 };
 

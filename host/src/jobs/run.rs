@@ -15,36 +15,25 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc,
     },
-    time::Duration,
 };
 
 use crate::{
     chain::{
-        subtensor::{self, commits::CommitStore, signer::Sr25519Keypair, ChainSelection, NodeConfig, WaitFor},
+        subtensor::{self, signer::Sr25519Keypair, ChainSelection, NodeConfig, WaitFor},
         Chain,
     },
     config::{Config, Role},
-    data::Dataset,
     error::{Error, Result},
-    gpu::GpuDevice,
-    metrics::{
-        chain::MeteredChain,
-        prometheus::{neuron, Metrics},
-        runlog::RunLog,
-    },
-    net::ClientConfig,
-    plugins::PluginModel,
-    record::Recorder,
+    metrics::prometheus::{neuron, Metrics},
     runtime::{
-        checkpoints::CheckpointPlan,
-        miner::Miner,
+        local_net::{dev_keypair, validator_stake, LocalNet},
+        neurons::{MinerSpec, NeuronBuilder, ValidatorSpec},
         progress::{self, clear_progress_line, ProgressSettings},
-        scorer_slot::{slot_for, ConfigSource},
-        service::SharedModel,
-        subnet::{self, format_epoch, start_metrics, PluginSet, SubnetRun, SubnetSummary},
-        validator::{EpochReport, Validator},
+        scorer_slot::ConfigSource,
+        subnet::{format_epoch, SubnetRun, SubnetSummary},
+        validator::EpochReport,
     },
     wallet::{Keypair, PasswordSource},
 };
@@ -184,25 +173,19 @@ pub fn neuron_dir(config: &Config) -> Result<PathBuf> {
 
 /// A lone neuron's checkpoint: `checkpoint.path`, else `miner_checkpoint.pth`
 /// or `validator_checkpoint.pth` in its directory.
-fn neuron_checkpoint(config: &Config, dir: &std::path::Path, plugins: &PluginSet) -> Result<CheckpointPlan> {
-    let (file, every) = match config.role {
-        Role::Miner => ("miner_checkpoint.pth", config.checkpoint.miner_every_steps),
-        _ => ("validator_checkpoint.pth", config.checkpoint.validator_every_blocks),
+fn neuron_checkpoint(config: &Config, dir: &std::path::Path) -> PathBuf {
+    let file = match config.role {
+        Role::Miner => "miner_checkpoint.pth",
+        _ => "validator_checkpoint.pth",
     };
-    let path = if config.checkpoint.path.is_empty() { dir.join(file) } else { PathBuf::from(&config.checkpoint.path) };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+    if config.checkpoint.path.is_empty() {
+        dir.join(file)
+    } else {
+        PathBuf::from(&config.checkpoint.path)
     }
-    Ok(CheckpointPlan {
-        path,
-        every,
-        resume: config.checkpoint.resume,
-        keep: config.checkpoint.keep,
-        plugin_version: plugins.model().info().version.to_string(),
-    })
 }
 
-/// One miner or validator with a wallet, on a subtensor node.
+/// One miner or validator with a wallet, on a subtensor node or alone on the embedded chain.
 async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource) -> Result<()> {
     let selection = ChainSelection::from_flags(Some(&config.subtensor.network), Some(&config.subtensor.chain_endpoint))
         .map_err(Error::Config)?;
@@ -212,7 +195,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource)
         Arc::new(wallet.hotkey_keypair(&PasswordSource::EnvironmentOrPrompt)?)
     } else {
         tracing::info!(target: "neuron_host::run", "no hotkey at {}: the embedded chain uses a development key", wallet.hotkey_path().display());
-        Arc::new(subnet::dev_keypair(&config.role.to_string()))
+        Arc::new(dev_keypair(&config.role.to_string()))
     };
     // Created when something is kept in it: the default checkpoint, a validator's pending commits.
     let dir = neuron_dir(&config)?;
@@ -228,108 +211,58 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource)
         ChainSelection::Local => {
             // One neuron alone on the embedded chain: it registers itself, and a
             // validator is staked so it holds a permit.
-            let (chain, state_path) = subnet::local_chain(&config)?;
-            let coldkey = wallet.coldkey_account().unwrap_or_else(|_| subnet::dev_keypair("owner").account());
-            let client: Arc<dyn Chain> = Arc::new(chain.client(keypair.account(), coldkey));
-            if client.metagraph(config.netuid).await?.uid_of(&keypair.account()).is_none() {
-                client.register(config.netuid).await?;
-                if config.role == Role::Validator {
-                    chain.add_stake(config.netuid, keypair.account(), (config.subnet.validator_stake * 1e9) as u64)?;
-                }
-            }
-            chain.run_epoch_now(config.netuid)?;
-            let producer = chain.start();
-            local = Some((chain, state_path, producer));
+            let mut net = LocalNet::open(&config)?;
+            let coldkey = wallet.coldkey_account().unwrap_or_else(|_| dev_keypair("owner").account());
+            let stake = (config.role == Role::Validator).then(|| validator_stake(&config));
+            let client = net.enroll(keypair.account(), coldkey, stake).await?;
+            net.start()?;
+            local = Some(net);
             client
         }
     };
-    let plugins = PluginSet::load(&config, config.role == Role::Validator)?;
-    let gpu = plugins.open_gpu(&config)?;
-    tracing::info!(target: "neuron_host::run", "GPU: {}", gpu.describe());
-    let metrics = Arc::new(Metrics::new());
-    for p in &plugins.libraries {
-        metrics.plugin_info(p.name(), &p.info().version, &p.info().kinds.names().join("+"));
-    }
-    let _metrics_server =
-        start_metrics(&config, &metrics, &|addr| println!("metrics on http://{addr}/metrics")).await?;
-    let run_dir = subnet::run_dir(&config);
-    std::fs::create_dir_all(&run_dir).map_err(|source| Error::Io { path: run_dir.clone(), source })?;
-    let runlog =
-        Arc::new(Mutex::new(RunLog::open(&run_dir).map_err(|source| Error::Io { path: run_dir.clone(), source })?));
-    let model = plugins.model().new_model(&gpu, &config.plugin_section(plugins.model().name()))?;
-    let description = model.describe()?;
-    let dataset = subnet::open_dataset(&config, &description.tokenizer, description.vocab_size)?;
-    let name = format!("{}/{}", config.wallet.name, config.wallet.hotkey);
-    let result = run_role(
-        &config,
-        name,
-        chain,
-        keypair,
-        plugins,
-        gpu,
-        model,
-        description.vocab_size,
-        dataset,
-        metrics,
-        runlog,
-        dir,
-        stop,
-        reload,
-    )
+    let need_scorer = config.role == Role::Validator;
+    let builder = NeuronBuilder::open(config.clone(), config, need_scorer, Arc::new(Metrics::new()), &|addr| {
+        println!("metrics on http://{addr}/metrics")
+    })
     .await;
-    if let Some((chain, state_path, producer)) = local {
-        producer.abort();
-        if let Some(p) = state_path {
-            chain.save(&p).map_err(Error::Config)?;
-        }
+    let result = match builder {
+        Ok(builder) => run_role(&builder, chain, keypair, dir, on_node, stop, reload).await,
+        Err(e) => Err(e),
+    };
+    if let Some(net) = local {
+        net.stop()?;
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_role(
-    config: &Config,
-    name: String,
+    builder: &NeuronBuilder,
     chain: Arc<dyn Chain>,
     keypair: Arc<Keypair>,
-    plugins: PluginSet,
-    gpu: Arc<GpuDevice>,
-    model: PluginModel,
-    vocab_size: u32,
-    dataset: Arc<Dataset>,
-    metrics: Arc<Metrics>,
-    runlog: Arc<Mutex<RunLog>>,
     dir: PathBuf,
+    on_node: bool,
     stop: Arc<AtomicBool>,
     reload: ReloadSource,
 ) -> Result<()> {
-    let on_node = !config.subtensor.chain_endpoint.is_empty() || config.subtensor.network != "local";
-    let chain = MeteredChain::wrap(chain, metrics.clone(), &name);
+    let config = &builder.config;
+    let name = format!("{}/{}", config.wallet.name, config.wallet.hotkey);
+    let checkpoint = neuron_checkpoint(config, &dir);
     match config.role {
         Role::Miner => {
-            let handle = Miner {
+            let spec = MinerSpec {
                 name: name.clone(),
-                netuid: config.netuid,
-                chain,
                 keypair,
-                model: SharedModel::new(model)?,
-                dataset,
+                chain,
                 seed: config.data.seed,
                 noise: 0.0,
-                settings: config.miner.clone(),
-                axon: config.axon.clone(),
-                net: config.net_config(),
-                metrics: metrics.clone(),
-                runlog: Some(runlog.clone()),
                 register: !on_node,
-                checkpoint: Some(neuron_checkpoint(config, &dir, &plugins)?),
-            }
-            .start()
-            .await?;
+                checkpoint,
+            };
+            let handle = builder.miner(spec)?.start().await?;
             println!("{name} is uid {} on subnet {}, serving on {}", handle.uid, config.netuid, handle.addr);
             let progress = progress::spawn(
                 Box::new(|| 0),
-                metrics.clone(),
+                builder.metrics.clone(),
                 None,
                 vec![name.clone()],
                 ProgressSettings::from_config(config),
@@ -341,7 +274,7 @@ async fn run_role(
             progress.abort();
             clear_progress_line();
             let t = handle.stop().await;
-            runlog.lock().unwrap_or_else(|p| p.into_inner()).flush();
+            builder.flush_runlog();
             println!("{name}: {} training steps, last loss {:.4}", t.steps, t.last_loss);
             match t.error {
                 Some(e) => Err(Error::Config(format!("training stopped: {e}"))),
@@ -349,51 +282,39 @@ async fn run_role(
             }
         }
         _ => {
-            let scorer = plugins.new_scorer(&gpu, config)?;
-            let scorer = slot_for(scorer, &plugins, config, &gpu, reload);
-            let recorder = Recorder::from_config(&config.validator.record, &name)?;
-            let net = config.net_config();
-            let blocks = (metrics.clone(), neuron(&name));
+            let blocks = (builder.metrics.clone(), neuron(&name));
             let progress = progress::spawn(
                 Box::new(move || blocks.0.block.get_or_create(&blocks.1).get().max(0) as u64),
-                metrics.clone(),
+                builder.metrics.clone(),
                 Some(name.clone()),
                 vec![name.clone()],
                 ProgressSettings::from_config(config),
                 stop.clone(),
             );
-            let summary = Validator {
+            let spec = ValidatorSpec {
                 name: name.clone(),
-                netuid: config.netuid,
-                chain,
                 keypair,
-                model: config.validator.train.then_some(model),
-                scorer,
-                recorder,
-                dataset,
-                vocab_size,
+                chain,
                 seed: config.data.seed,
-                settings: config.validator.clone(),
-                client: ClientConfig { timeout: Duration::from_secs_f64(config.validator.timeout), ..net.client },
-                commits: Arc::new(CommitStore::open(Some(dir.join("commits.json")))?),
-                metrics,
-                runlog: Some(runlog.clone()),
-                epochs: config.epochs,
-                stop,
-                names: Default::default(),
                 register: !on_node,
-                checkpoint: Some(neuron_checkpoint(config, &dir, &plugins)?),
+                checkpoint,
+                commits: dir.join("commits.json"),
+                names: Default::default(),
+                stop,
                 on_epoch: Box::new(|report: &EpochReport| {
                     clear_progress_line();
                     println!("{}", format_epoch(report))
                 }),
-            }
-            .run()
-            .await;
+                reload,
+            };
+            let summary = match builder.validator(spec) {
+                Ok(v) => v.run().await,
+                Err(e) => Err(e),
+            };
             progress.abort();
             clear_progress_line();
             let summary = summary?;
-            runlog.lock().unwrap_or_else(|p| p.into_inner()).flush();
+            builder.flush_runlog();
             println!(
                 "{name} (uid {}): {} steps, {} epochs, weights accepted in {}",
                 summary.uid,

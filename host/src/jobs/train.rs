@@ -1,8 +1,7 @@
 //! `neuron-host train`, `eval` and `sample`: a model plugin on its own, without a subnet.
 //!
-//! `train` runs the miner's training step ([`train_step`]) with the miner's learning-rate
-//! schedule ([`LrSchedule`]) and batch sampler ([`BatchSampler`]) over the training part of a
-//! dataset, and every `eval_every` steps estimates the loss on both parts with
+//! `train` runs the miner's [`Trainer`] (the same step, learning-rate schedule, data stream and
+//! checkpoints) over the training part of a dataset, and every `eval_every` steps estimates the loss on both parts with
 //! [`estimate_loss`] (the same batches every time). `eval` runs that estimate on a saved model,
 //! `sample` generates text with the model's forward pass.
 //!
@@ -22,16 +21,17 @@ use neuron_plugin_api::{OutputRequest, TokenBatch};
 use serde_json::{json, Value};
 
 use crate::{
-    checkpoint::writer::{load_with_fallback, CheckpointWriter},
+    checkpoint::writer::load_with_fallback,
     config::Config,
-    data::{BatchSampler, Dataset, Tokenizer},
+    data::{Dataset, Tokenizer},
     error::{Error, Result},
+    metrics::prometheus::Metrics,
     plugins::PluginModel,
     runtime::{
-        checkpoints::{remove_stale_temp_files, CheckpointPlan, DataPosition, MinerCheckpoint, PluginIdentity},
+        checkpoints::{CheckpointPlan, MinerCheckpoint, PluginIdentity, Saver},
+        plugin_set::PluginSet,
         schedule::LrSchedule,
-        subnet::PluginSet,
-        training::{estimate_loss, train_step, Estimate, EvalWindows},
+        training::{estimate_loss, Estimate, EvalWindows, Trainer, TrainerSettings},
     },
 };
 
@@ -257,9 +257,14 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         vocab,
     )?;
     let batch = options.batch_size;
-    let mut sampler = BatchSampler::new(source.seed, batch, seq);
-    let mut step: u64 = 0;
-    let mut schedule = options.schedule;
+    let settings = TrainerSettings {
+        schedule: options.schedule,
+        batch_size: batch,
+        sequence_length: seq,
+        seed: source.seed,
+        noise: 0.0,
+    };
+    let mut trainer = Trainer::new("train", "--seq-len", settings, vocab, block_size);
     let live = PluginIdentity::of(&model, &plugin_version)?;
     let plan = options.checkpoint.as_ref().map(|path| CheckpointPlan {
         path: path.clone(),
@@ -269,7 +274,6 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         plugin_version: plugin_version.clone(),
     });
     if let Some(plan) = &plan {
-        remove_stale_temp_files(&plan.path);
         if let Some(c) = plan.resume_miner(&mut model)? {
             if c.data.sampler.seed != source.seed {
                 return Err(Error::Config(format!(
@@ -280,39 +284,39 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
                     c.data.sampler.seed
                 )));
             }
-            if c.schedule != schedule {
+            if c.schedule != options.schedule {
                 out.line(
                     &format!(
-                        "note: continuing with the checkpoint's learning-rate schedule {:?} (this run asked for {:?})",
-                        c.schedule, schedule
+                        "note: the checkpoint was trained with the learning-rate schedule {:?}; this run's {:?} is followed from step {}",
+                        c.schedule, options.schedule, c.global_step
                     ),
-                    json!({"event": "note", "schedule": c.schedule, "asked": schedule}),
+                    json!({"event": "note", "schedule": options.schedule, "saved": c.schedule}),
                 );
-                schedule = c.schedule;
             }
-            step = c.global_step;
-            sampler = BatchSampler::resume(c.data.sampler, batch, seq);
+            trainer.resume(c.global_step, c.data, None);
             out.line(
-                &format!("resumed from {} at step {step}", plan.path.display()),
-                json!({"event": "resumed", "step": step, "path": plan.path.display().to_string()}),
+                &format!("resumed from {} at step {}", plan.path.display(), c.global_step),
+                json!({"event": "resumed", "step": c.global_step, "path": plan.path.display().to_string()}),
             );
         }
+        // Saves every --save-every steps are requested below (not at the last step: the final
+        // save follows); the trainer only writes them.
+        trainer.save_with(Saver::new(plan.path.clone(), plan.keep, Arc::new(Metrics::new()), "train"), 0, live);
     }
-    let writer = plan.as_ref().map(|p| CheckpointWriter::new(p.path.clone(), p.keep));
-    let save = |model: &mut PluginModel, step: u64, sampler: &BatchSampler, out: &mut Output| -> Result<()> {
-        if let Some(writer) = &writer {
-            let data = DataPosition { sampler: sampler.state(), noise_state: 0 };
-            writer.request(MinerCheckpoint::capture(model, &live, &schedule, step, data)?, step);
+    let mut step = trainer.global_step();
+    let schedule = options.schedule;
+    let save = |trainer: &mut Trainer, model: &mut PluginModel, out: &mut Output| {
+        if let Some(step) = trainer.save_now(model) {
+            let saver = trainer.saver().expect("a trainer that saved has a saver");
             // What is on disk so far, and how many requests a newer one replaced while the
             // writer was busy (saves slower than the interval).
-            let (saved, superseded) = (writer.written_tag(), writer.stats().superseded);
+            let (saved, superseded) = (saver.written(), saver.superseded());
             out.line(
-                &format!("checkpoint at step {step} -> {}", writer.path().display()),
-                json!({"event": "checkpoint", "step": step, "path": writer.path().display().to_string(),
+                &format!("checkpoint at step {step} -> {}", saver.path().display()),
+                json!({"event": "checkpoint", "step": step, "path": saver.path().display().to_string(),
                        "saved": saved, "superseded": superseded}),
             );
         }
-        Ok(())
     };
     out.line(
         &format!(
@@ -382,28 +386,24 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             interrupted = true;
             break;
         }
-        let b = sampler.next_batch(&train_data)?;
-        let lr = schedule.lr_at(step);
-        let t0 = Instant::now();
-        let outcome = train_step(&mut model, &b, lr)?;
-        let secs = t0.elapsed().as_secs_f64();
-        if !outcome.loss.is_finite() {
+        let b = trainer.next_batch(&train_data)?;
+        let done = trainer.train_on(&mut model, &b)?;
+        if !done.loss.is_finite() {
             return Err(Error::Data(format!(
                 "the training loss became {} at step {step}; lower the learning rate (--lr) or raise the warm-up (--warmup)",
-                outcome.loss
+                done.loss
             )));
         }
-        step += 1;
-        let tokens = u64::from(b.batch) * u64::from(b.seq);
-        window_tokens += tokens;
-        window_secs += secs;
-        let tps = tokens as f64 / secs.max(1e-9);
+        step = done.step;
+        window_tokens += done.tokens;
+        window_secs += done.seconds;
+        let tps = done.tokens_per_second();
         let permanent = options.log_every > 0 && step.is_multiple_of(options.log_every);
         out.progress(
-            &format!("step {step:>6}/{}  loss {:.4}  lr {lr:.2e}  {tps:.0} tok/s", options.steps, outcome.loss),
+            &format!("step {step:>6}/{}  loss {:.4}  lr {:.2e}  {tps:.0} tok/s", options.steps, done.loss, done.lr),
             json!({
-                "event": "train", "step": step, "loss": outcome.loss, "lr": lr,
-                "grad_norm": outcome.grad_norm, "tokens_per_s": tps, "step_s": secs,
+                "event": "train", "step": step, "loss": done.loss, "lr": done.lr,
+                "grad_norm": done.grad_norm, "tokens_per_s": tps, "step_s": done.seconds,
             }),
             permanent,
         );
@@ -413,19 +413,19 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             last_eval = Some(step);
         }
         if options.save_every > 0 && step.is_multiple_of(options.save_every) && step < options.steps {
-            save(&mut model, step, &sampler, out)?;
+            save(&mut trainer, &mut model, out);
         }
     }
     // The last state is saved whether the run finished or was interrupted, and is on disk
     // before the job reports success.
-    save(&mut model, step, &sampler, out)?;
-    if let Some(writer) = &writer {
-        writer.flush();
-        if writer.written_tag() != Some(step) {
-            let why = writer.stats().last_error.unwrap_or_else(|| "no error recorded".into());
+    save(&mut trainer, &mut model, out);
+    if let Some(saver) = trainer.saver() {
+        let (path, why) = (saver.path().to_path_buf(), saver.last_error());
+        if trainer.finish_saves() != Some(step) {
+            let why = why.unwrap_or_else(|| "no error recorded".into());
             return Err(Error::Config(format!(
                 "cannot save the checkpoint {} at step {step}: {why}; free space or choose another --checkpoint path and run again",
-                writer.path().display()
+                path.display()
             )));
         }
     }

@@ -670,13 +670,20 @@ impl Saver {
         }
     }
 
-    /// Waits for the queued save to reach the disk (shutdown).
-    pub fn finish(mut self) {
+    /// Waits for the queued save to reach the disk (shutdown). Returns the tag on disk.
+    pub fn finish(mut self) -> Option<u64> {
         self.writer.flush();
         self.record();
-        if let Some(tag) = self.writer.written_tag() {
+        let written = self.writer.written_tag();
+        if let Some(tag) = written {
             tracing::info!(target: "neuron_host::checkpoint", "checkpoint at {tag} saved in {}", self.writer.path().display());
         }
+        written
+    }
+
+    /// Why the last save failed, if one did.
+    pub fn last_error(&self) -> Option<String> {
+        self.writer.stats().last_error
     }
 }
 

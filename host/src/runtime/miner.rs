@@ -13,22 +13,21 @@ use std::{
         Arc, Mutex,
     },
     thread::JoinHandle,
-    time::Instant,
 };
 
 use serde_json::json;
 
 use super::{
-    checkpoints::{CheckpointPlan, DataPosition, MinerCheckpoint, PluginIdentity, Saver},
+    checkpoints::{CheckpointPlan, MinerCheckpoint, PluginIdentity, Saver},
     directory::MetagraphDirectory,
     schedule::LrSchedule,
     service::{ModelService, SharedModel},
-    training::{train_step, StepOutcome},
+    training::{TrainedStep, Trainer, TrainerSettings},
 };
 use crate::{
     chain::{AxonInfo, Chain, NetUid},
     config::{AxonSettings, MinerSettings},
-    data::{BatchSampler, Dataset},
+    data::Dataset,
     error::{Error, Result},
     metrics::{
         prometheus::{neuron, Metrics},
@@ -81,21 +80,6 @@ pub struct MinerHandle {
     trainer: Option<JoinHandle<TrainSummary>>,
     server: Option<RunningServer>,
     refresher: tokio::task::JoinHandle<()>,
-}
-
-/// Replaces a `noise` share of `targets` with random tokens (a miner trained on poorer data).
-pub fn add_noise(targets: &mut [u32], noise: f64, vocab: u32, state: &mut u64) {
-    if noise <= 0.0 {
-        return;
-    }
-    for t in targets.iter_mut() {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        if ((*state >> 11) as f64 / (1u64 << 53) as f64) < noise {
-            *t = ((*state >> 32) % u64::from(vocab)) as u32;
-        }
-    }
 }
 
 impl Miner {
@@ -214,54 +198,46 @@ fn crate_version() -> u32 {
 
 fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64, resumed: Option<MinerCheckpoint>) -> TrainSummary {
     let s = &m.settings;
-    let schedule = LrSchedule { lr: s.lr, min_lr: s.min_lr, warmup_steps: s.warmup_steps, decay_steps: s.decay_steps };
-    let vocab = m.model.description().vocab_size;
-    let seq = super::fit_sequence_length(
-        &m.name,
-        "miner.sequence_length",
-        s.sequence_length,
-        m.model.description().block_size,
-    );
-    let mut sampler = BatchSampler::new(m.seed, s.batch_size, seq);
-    let mut noise_state = m.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let settings = TrainerSettings {
+        schedule: LrSchedule { lr: s.lr, min_lr: s.min_lr, warmup_steps: s.warmup_steps, decay_steps: s.decay_steps },
+        batch_size: s.batch_size,
+        sequence_length: s.sequence_length,
+        seed: m.seed,
+        noise: m.noise,
+    };
+    let description = m.model.description();
+    let mut trainer =
+        Trainer::new(&m.name, "miner.sequence_length", settings, description.vocab_size, description.block_size);
     if let Some(c) = &resumed {
-        // The stream continues where it stopped; the schedule is the config's, at the restored step.
-        sampler = BatchSampler::resume(c.data.sampler, s.batch_size, s.sequence_length);
-        noise_state = c.data.noise_state;
-        if c.schedule != schedule {
-            tracing::warn!(target: "neuron_host::miner", "{}: the config's learning-rate schedule ({schedule:?}) differs from the checkpoint's ({:?}); the config's is used from step {}", m.name, c.schedule, c.global_step);
+        trainer.resume(c.global_step, c.data, Some(&c.schedule));
+    }
+    if let Some(plan) = &m.checkpoint {
+        match m.model.train(|model| PluginIdentity::of(model, &plan.plugin_version)) {
+            Ok(identity) => trainer.save_with(
+                Saver::new(plan.path.clone(), plan.keep, m.metrics.clone(), &m.name),
+                plan.every,
+                identity,
+            ),
+            Err(e) => {
+                tracing::error!(target: "neuron_host::miner", "{}: no checkpoints: cannot describe the model: {e}", m.name)
+            }
         }
     }
-    let mut saver = m.checkpoint.as_ref().map(|p| (Saver::new(p.path.clone(), p.keep, m.metrics.clone(), &m.name), p));
-    let identity = match (&saver, m.model.train(|model| PluginIdentity::of(model, ""))) {
-        (Some((_, plan)), Ok(id)) => Some(PluginIdentity { version: plan.plugin_version.clone(), ..id }),
-        _ => None,
-    };
-    let snapshot = |saver: &mut Saver, step: u64, sampler: &BatchSampler, noise_state: u64| {
-        let Some(identity) = &identity else { return };
-        let data = DataPosition { sampler: sampler.state(), noise_state };
-        let captured = m.model.train(|model| MinerCheckpoint::capture(model, identity, &schedule, step, data));
-        saver.request(captured, step);
-    };
     let mut summary = TrainSummary::default();
     let label = neuron(&m.name);
     while !stop.load(Ordering::Acquire) {
-        let mut batch = match sampler.next_batch(&m.dataset) {
+        let batch = match trainer.next_batch(&m.dataset) {
             Ok(b) => b,
             Err(e) => {
                 summary.error = Some(e.to_string());
                 break;
             }
         };
-        add_noise(&mut batch.targets, m.noise, vocab, &mut noise_state);
-        let step = global_step.load(Ordering::Acquire);
-        let lr = schedule.lr_at(step);
-        let started = Instant::now();
-        let result = m.model.train(|model| -> Result<(StepOutcome, u64)> {
-            let outcome = train_step(model, &batch, lr)?;
-            Ok((outcome, model.compute_stats().live_bytes))
+        let result = m.model.train(|model| -> Result<(TrainedStep, u64)> {
+            let done = trainer.train_on(model, &batch)?;
+            Ok((done, model.compute_stats().live_bytes))
         });
-        let (StepOutcome { loss, grad_norm }, gpu_bytes) = match result {
+        let (done, gpu_bytes) = match result {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(target: "neuron_host::miner", "{}: training stopped: {e}", m.name);
@@ -269,52 +245,38 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64, resumed: Op
                 break;
             }
         };
-        let elapsed = started.elapsed().as_secs_f64();
-        let tokens = f64::from(batch.batch) * f64::from(batch.seq);
-        let step = global_step.fetch_add(1, Ordering::AcqRel) + 1;
+        let step = done.step;
+        global_step.store(step, Ordering::Release);
         summary.steps += 1;
-        summary.last_loss = loss;
-        m.metrics.loss.get_or_create(&label).set(f64::from(loss));
-        m.metrics.learning_rate.get_or_create(&label).set(lr);
-        m.metrics.tokens_per_second.get_or_create(&label).set(tokens / elapsed.max(1e-9));
-        m.metrics.step_duration.get_or_create(&label).observe(elapsed);
-        m.metrics.global_step.get_or_create(&label).set(step as i64);
+        summary.last_loss = done.loss;
+        done.record(&m.metrics, &label);
         m.metrics.gpu_memory.get_or_create(&label).set(gpu_bytes as i64);
         if let Some(log) = &m.runlog {
             let record = json!({
-                "time": unix_time(), "neuron": m.name, "role": "miner", "step": step, "loss": loss,
-                "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tokens / elapsed.max(1e-9), "step_s": elapsed,
+                "time": unix_time(), "neuron": m.name, "role": "miner", "step": step, "loss": done.loss,
+                "lr": done.lr, "grad_norm": done.grad_norm, "tokens_per_s": done.tokens_per_second(), "step_s": done.seconds,
             });
             let prefix = format!("{}/", m.name);
             log.lock().unwrap_or_else(|p| p.into_inner()).step(
                 &record,
                 step as i64,
                 &[
-                    (&format!("{prefix}loss"), f64::from(loss)),
-                    (&format!("{prefix}lr"), lr),
-                    (&format!("{prefix}tokens_per_s"), tokens / elapsed.max(1e-9)),
+                    (&format!("{prefix}loss"), f64::from(done.loss)),
+                    (&format!("{prefix}lr"), done.lr),
+                    (&format!("{prefix}tokens_per_s"), done.tokens_per_second()),
                 ],
             );
         }
         if s.log_every > 0 && step.is_multiple_of(s.log_every) {
-            tracing::info!(target: "neuron_host::miner", "{} step {step} loss {loss:.4} lr {lr:.2e} {:.0} tok/s", m.name, tokens / elapsed.max(1e-9));
+            tracing::info!(target: "neuron_host::miner", "{} step {step} loss {:.4} lr {:.2e} {:.0} tok/s", m.name, done.loss, done.lr, done.tokens_per_second());
         }
-        if let Some((saver, plan)) = &mut saver {
-            if plan.every > 0 && step.is_multiple_of(plan.every) {
-                snapshot(saver, step, &sampler, noise_state);
-            } else {
-                saver.record();
-            }
-        }
+        m.model.train(|model| trainer.save_if_due(model));
     }
-    if let Some((mut saver, _)) = saver {
-        // A clean stop (Ctrl-C, SIGTERM) saves where training ended; a failed step saves nothing new.
-        let step = global_step.load(Ordering::Acquire);
-        if summary.error.is_none() && summary.steps > 0 && saver.last_requested != Some(step) {
-            snapshot(&mut saver, step, &sampler, noise_state);
-        }
-        saver.finish();
+    // A clean stop (Ctrl-C, SIGTERM) saves where training ended; a failed step saves nothing new.
+    if summary.error.is_none() && summary.steps > 0 {
+        m.model.train(|model| trainer.save_now(model));
     }
+    trainer.finish_saves();
     summary
 }
 

@@ -32,8 +32,8 @@ use std::{
 use neuron_plugin_api::{MinerResponse, PluginKinds, Scores, ScoringBatch};
 
 use super::{
+    plugin_set::{build_scorer, select_scorer},
     scores::ScoreBook,
-    subnet::{build_scorer, select_scorer},
 };
 use crate::{
     config::{Config, Override, ValidatorSettings},
@@ -91,7 +91,7 @@ pub struct Reload {
 /// sources and a SIGHUP flag, fixed otherwise.
 pub fn slot_for(
     scorer: PluginScorer,
-    plugins: &super::subnet::PluginSet,
+    plugins: &super::plugin_set::PluginSet,
     config: &Config,
     gpu: &Arc<GpuDevice>,
     reload: Option<(ConfigSource, Arc<AtomicBool>)>,

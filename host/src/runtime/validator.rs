@@ -26,12 +26,14 @@ use neuron_plugin_api::{OutputRequest, ResponseStatus, ScoringBatch, StateGroup,
 use serde_json::json;
 
 use super::{
-    checkpoints::{CheckpointPlan, DataPosition, PluginIdentity, Saver, ValidatorCheckpoint},
+    checkpoints::{CheckpointPlan, PluginIdentity, Saver, ValidatorCheckpoint},
     epoch::EpochClock,
     miner::unix_time,
+    schedule::LrSchedule,
     scorer_slot::ScorerSlot,
     scores::{Outcome, ScoreBook},
     scoring::{epoch_weights, outcome, WeightRules},
+    training::{Trainer, TrainerSettings},
 };
 use crate::{
     chain::{
@@ -42,7 +44,7 @@ use crate::{
         AccountId, Chain, Metagraph, NetUid,
     },
     config::ValidatorSettings,
-    data::{BatchSampler, Dataset},
+    data::Dataset,
     error::{Error, Result},
     metrics::{
         prometheus::{neuron, Metrics, OutcomeLabels, ReasonLabels, UidLabels},
@@ -183,16 +185,20 @@ impl Validator {
         let label = neuron(&self.name);
         self.metrics.epoch_length_blocks.get_or_create(&label).set(length as i64);
         self.metrics.epoch_start_block.get_or_create(&label).set(clock.start_block() as i64);
-        let seq = match &self.model {
-            Some(m) => super::fit_sequence_length(
-                &self.name,
-                "validator.sequence_length",
-                self.settings.sequence_length,
-                m.describe()?.block_size,
-            ),
-            None => self.settings.sequence_length,
+        let block_size = match &self.model {
+            Some(m) => m.describe()?.block_size,
+            None => 0,
         };
-        let mut sampler = BatchSampler::new(self.seed, self.settings.batch_size, seq);
+        // The own model's rate is constant: it is reset every `model_reset_every` steps instead of decayed.
+        let lr = self.settings.lr;
+        let settings = TrainerSettings {
+            schedule: LrSchedule { lr, min_lr: lr, warmup_steps: 0, decay_steps: 0 },
+            batch_size: self.settings.batch_size,
+            sequence_length: self.settings.sequence_length,
+            seed: self.seed,
+            noise: 0.0,
+        };
+        let mut trainer = Trainer::new(&self.name, "validator.sequence_length", settings, self.vocab_size, block_size);
         let initial_state = match (&mut self.model, self.settings.model_reset_every) {
             (Some(m), n) if n > 0 => Some(tokio::task::block_in_place(|| m.export_state(StateGroup::MODEL))?),
             _ => None,
@@ -210,7 +216,7 @@ impl Validator {
             last_weights: Vec::new(),
         };
         l.book.resync(&mg);
-        let resumed_epoch = self.resume_checkpoint(&mut l, &mut sampler)?;
+        let resumed_epoch = self.resume_checkpoint(&mut l, &mut trainer)?;
         self.refresh_candidates(&mut l, &mg);
         tracing::info!(target: "neuron_host::validator", "{} (uid {uid}) validating subnet {}: epochs of {length} blocks", self.name, self.netuid);
 
@@ -225,7 +231,7 @@ impl Validator {
                 if let Err(e) = reveal_due(self.chain.as_ref(), &self.commits, self.netuid).await {
                     tracing::warn!(target: "neuron_host::validator", "{}: revealing committed weights failed: {e}", self.name);
                 }
-                self.checkpoint_if_due(&mut l, &sampler, now, epoch);
+                self.checkpoint_if_due(&mut l, &trainer, now, epoch);
             }
             if clock.is_over(now) {
                 epoch += 1;
@@ -246,10 +252,10 @@ impl Validator {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            self.step(&mut l, &mut sampler, &client, now).await?;
+            self.step(&mut l, &mut trainer, &client, now).await?;
         }
         tracker.abort();
-        self.finish_checkpoints(&mut l, &sampler, block.load(Ordering::Acquire), epoch);
+        self.finish_checkpoints(&mut l, &trainer, block.load(Ordering::Acquire), epoch);
         summary.steps = l.steps;
         Ok(summary)
     }
@@ -272,9 +278,9 @@ impl Validator {
         l.cursor = 0;
     }
 
-    async fn step(&mut self, l: &mut Loop, sampler: &mut BatchSampler, client: &Client, block: u64) -> Result<()> {
+    async fn step(&mut self, l: &mut Loop, trainer: &mut Trainer, client: &Client, block: u64) -> Result<()> {
         let started = Instant::now();
-        let batch = sampler.next_batch(&self.dataset)?;
+        let batch = trainer.next_batch(&self.dataset)?;
         let take = (self.settings.sample_size as usize).min(l.candidates.len());
         let peers: Vec<Peer> = (0..take).map(|i| l.candidates[(l.cursor + i) % l.candidates.len()].clone()).collect();
         l.cursor = (l.cursor + take) % l.candidates.len().max(1);
@@ -330,16 +336,9 @@ impl Validator {
         }
         let mut own_loss = f32::NAN;
         if let Some(model) = &mut self.model {
-            let lr = self.settings.lr as f32;
-            let training_started = Instant::now();
-            own_loss = tokio::task::block_in_place(|| -> Result<f32> {
-                model.zero_grad()?;
-                let loss = model.loss(tokens, &batch.targets)?;
-                model.backward()?;
-                model.step(lr)?;
-                Ok(loss)
-            })?;
-            plugin_s += training_started.elapsed().as_secs_f64();
+            let done = tokio::task::block_in_place(|| trainer.train_on(model, &batch))?;
+            own_loss = done.loss;
+            plugin_s += done.seconds;
             l.steps += 1;
             if let Some(initial) = &l.initial_state {
                 if l.steps.is_multiple_of(self.settings.model_reset_every) {
@@ -554,7 +553,7 @@ impl Validator {
     /// Restores the own model, the scorer, the scores and statistics (of the
     /// uids whose hotkey is unchanged), the step and the data position, before
     /// the first save; starts the writer. Returns the epoch to continue from.
-    fn resume_checkpoint(&mut self, l: &mut Loop, sampler: &mut BatchSampler) -> Result<u64> {
+    fn resume_checkpoint(&mut self, l: &mut Loop, trainer: &mut Trainer) -> Result<u64> {
         let Some(plan) = self.checkpoint.clone() else { return Ok(0) };
         let mut epoch = 0;
         if let Some(value) = plan.load()? {
@@ -577,7 +576,7 @@ impl Validator {
             }
             let kept = c.hotkeys.iter().enumerate().filter(|(u, hk)| l.book.hotkeys().get(*u) == Some(hk)).count();
             l.steps = c.global_step;
-            *sampler = BatchSampler::resume(c.data.sampler, self.settings.batch_size, self.settings.sequence_length);
+            trainer.resume(c.global_step, c.data, None);
             epoch = c.epoch;
             tracing::info!(target: "neuron_host::validator", "{} resumed from its checkpoint of block {} (epoch {}, step {}): scores of {kept} of {} uids kept", self.name, c.block, c.epoch, c.global_step, c.hotkeys.len());
         }
@@ -585,7 +584,7 @@ impl Validator {
         Ok(epoch)
     }
 
-    fn snapshot(&mut self, l: &mut Loop, sampler: &BatchSampler, block: u64, epoch: u64) {
+    fn snapshot(&mut self, l: &mut Loop, trainer: &Trainer, block: u64, epoch: u64) {
         let identity = self.model_identity();
         let Some(saver) = l.saver.as_mut() else { return };
         let model = self.model.as_mut().zip(identity.as_ref());
@@ -600,7 +599,7 @@ impl Validator {
                 l.book.scores(),
                 &l.last_weights,
                 l.book.stats(),
-                DataPosition { sampler: sampler.state(), noise_state: 0 },
+                trainer.data_position(),
             )
         });
         saver.request(captured, block);
@@ -608,19 +607,19 @@ impl Validator {
     }
 
     /// Saves when the chain's block crossed a multiple of the interval since the last save.
-    fn checkpoint_if_due(&mut self, l: &mut Loop, sampler: &BatchSampler, block: u64, epoch: u64) {
+    fn checkpoint_if_due(&mut self, l: &mut Loop, trainer: &Trainer, block: u64, epoch: u64) {
         let every = self.checkpoint.as_ref().map_or(0, |p| p.every);
         if every > 0 && block / every > l.saved_block / every {
-            self.snapshot(l, sampler, block, epoch);
+            self.snapshot(l, trainer, block, epoch);
         } else if let Some(saver) = l.saver.as_mut() {
             saver.record();
         }
     }
 
     /// A clean stop saves where the validator is and waits for the file.
-    fn finish_checkpoints(&mut self, l: &mut Loop, sampler: &BatchSampler, block: u64, epoch: u64) {
+    fn finish_checkpoints(&mut self, l: &mut Loop, trainer: &Trainer, block: u64, epoch: u64) {
         if l.saver.is_some() {
-            self.snapshot(l, sampler, block, epoch);
+            self.snapshot(l, trainer, block, epoch);
         }
         if let Some(saver) = l.saver.take() {
             saver.finish();
