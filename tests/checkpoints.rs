@@ -737,3 +737,28 @@ fn neurons_configured_longer_than_their_models_context_restart_on_their_own_chec
     let first = resumed.iter().find(|s| s["neuron"] == "miner1").expect("miner1 logged steps");
     assert_eq!(first["step"].as_u64().unwrap(), miner_step + 1, "miner1 continued its own count");
 }
+
+#[test]
+fn a_lone_neuron_writes_its_runs_config_and_no_resume_leaves_the_saved_chain_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("chain.state");
+    let config = format!("{MINER}\n[chain]\nstate = {:?}\nblock_time = 0.5\n", state.display().to_string());
+    let mut child = miner(dir.path(), "run1", &config).spawn().unwrap();
+    let path = dir.path().join("miner.pth");
+    wait_for("a checkpoint", &mut child, Duration::from_secs(180), || global_step(&path).is_some());
+    terminate(child);
+    // Every run records the configuration it ran with, a lone neuron's too.
+    let written = std::fs::read_to_string(dir.path().join("run1/config.toml")).expect("the run's config.toml");
+    let written = neuron_host::config::Config::parse(&written).expect("the written config loads back");
+    assert_eq!(written.role.to_string(), "miner");
+    assert!(written.plugin_section("gpt").contains("preset = \"tiny\""), "{}", written.plugin_section("gpt"));
+    let saved = std::fs::read(&state).expect("a clean stop saves the chain");
+
+    // --no-resume starts a fresh chain and deletes nothing: the saved chain stays byte for byte.
+    let mut cmd = miner(dir.path(), "run2", &config);
+    cmd.arg("--no-resume");
+    let mut child = cmd.spawn().unwrap();
+    wait_for("training", &mut child, Duration::from_secs(180), || steps(&dir.path().join("run2")).len() >= 3);
+    let out = terminate(child);
+    assert_eq!(std::fs::read(&state).unwrap(), saved, "{}", String::from_utf8_lossy(&out.stderr));
+}
