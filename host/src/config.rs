@@ -35,7 +35,7 @@ use crate::{
     chain::Hyperparams,
     error::{Error, Result},
     gpu::GpuOptions,
-    net::NetConfig,
+    net::{NetConfig, NetSettings},
     wallet::WalletConfig,
     weights::WeightsPipeline,
 };
@@ -479,8 +479,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     pub logging: LoggingSettings,
     pub presets: BTreeMap<String, NetworkPreset>,
-    /// `[net]`: the neuron's server and client (checked by the network layer).
-    pub net: toml::Table,
+    /// `[net]`: the neuron's server and client.
+    pub net: NetSettings,
     /// `[plugin.<name>]` sections, handed to each plugin as TOML text.
     pub plugin: toml::Table,
 }
@@ -508,7 +508,7 @@ impl Default for Config {
             metrics: MetricsSettings::default(),
             logging: LoggingSettings::default(),
             presets: default_presets(),
-            net: toml::Table::new(),
+            net: NetSettings::default(),
             plugin: toml::Table::new(),
         }
     }
@@ -518,7 +518,11 @@ impl Default for Config {
 const MIN_RECORD_BYTES: u64 = 64 * 1024;
 
 /// Subtrees whose keys are checked by their owner, not against the defaults.
-const FREE_FORM: &[&str] = &["plugin", "net", "presets", "subnet.miners"];
+const FREE_FORM: &[&str] = &["plugin", "presets", "subnet.miners"];
+
+/// Keys that are gone, and where what they did lives now.
+const MOVED_KEYS: &[(&str, &str)] =
+    &[("net.bind", "a miner serves on [axon]: set axon.ip and axon.port (--axon.port); a validator serves nothing")];
 
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -582,6 +586,9 @@ fn unknown_key(path: &str, key: &str, known: &[String]) -> Error {
     let hint =
         closest(key, known.iter().map(String::as_str)).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
     let full = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    if let Some((_, instead)) = MOVED_KEYS.iter().find(|(k, _)| *k == full) {
+        return Error::Config(format!("configuration key `{full}` does nothing: {instead}"));
+    }
     Error::Config(format!("unknown configuration key `{full}`{hint}"))
 }
 
@@ -774,7 +781,7 @@ impl Config {
     /// Checks what types alone cannot.
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        NetConfig::from_table(&self.net).map_err(Error::Config)?;
+        self.net.to_config().map_err(Error::Config)?;
         if !["local", "finney", "test"].contains(&self.subtensor.network.as_str()) {
             return bad(format!(
                 "subtensor.network `{}` is not one of local, finney, test (or set subtensor.chain_endpoint)",
@@ -870,7 +877,7 @@ impl Config {
     }
 
     pub fn net_config(&self) -> NetConfig {
-        NetConfig::from_table(&self.net).expect("validated when loaded")
+        self.net.to_config().expect("validated when loaded")
     }
 
     pub fn wallet_config(&self) -> WalletConfig {
@@ -969,8 +976,10 @@ mod tests {
         assert!(e.starts_with("configuration key `validator.batch_size`"), "{e}");
         let e = Config::parse("role = \"oracle\"\n").unwrap_err().to_string();
         assert!(e.contains("`role`") && e.contains("oracle"), "{e}");
-        let e = Config::parse("[net]\nbind = 3\n").unwrap_err().to_string();
-        assert!(e.contains("net.bind"), "{e}");
+        let e = Config::parse("[net]\nmax_in_flight = \"many\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("configuration key `net.max_in_flight`"), "{e}");
+        let e = Config::parse("[net]\nmax_in_flight = 0\n").unwrap_err().to_string();
+        assert_eq!(e, "net.max_in_flight must be a positive integer");
     }
 
     #[test]
@@ -1011,5 +1020,17 @@ mod tests {
         assert!(e.contains("max_bytes must be at least 65536"), "{e}");
         let e = Config::parse("[validator.record]\ndirectory = \"rec\"\n").unwrap_err().to_string();
         assert!(e.contains("validator.record.directory"), "{e}");
+    }
+
+    #[test]
+    fn net_is_typed_shown_key_by_key_and_bind_points_to_the_axon() {
+        let loaded = Config::load_layers(None, &[]).unwrap();
+        let shown = loaded.show();
+        assert!(shown.lines().any(|l| l.starts_with("net.require_validator_permit = false")), "{shown}");
+        assert!(shown.lines().any(|l| l.starts_with("net.max_in_flight = 64")), "{shown}");
+        assert!(!shown.contains("net = {}"), "{shown}");
+        let flags = [Override::parse_set("net.bind=0.0.0.0:9000").unwrap()];
+        let e = Config::load_layers(None, &flags).unwrap_err().to_string();
+        assert!(e.contains("`net.bind` does nothing") && e.contains("axon.port"), "{e}");
     }
 }

@@ -41,14 +41,13 @@ pub use client::{Answer, CallError, Client, ClientConfig, Peer};
 pub use server::{serve, ForwardService, RunningServer, ServerConfig, ServiceError};
 pub use wire::{ForwardQuery, ModelSummary};
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-/// `[net]` in the configuration: the server this neuron runs and the client
-/// it queries others with.
+/// `[net]` in the configuration: how this neuron's server treats callers and how its client
+/// queries others. (Where a miner's server listens is `[axon]`.)
 ///
 /// ```toml
 /// [net]
-/// bind = "0.0.0.0:8091"           # where the server listens
 /// max_body_bytes = 4194304        # larger request bodies get 413
 /// max_query_tokens = 65536
 /// max_concurrent_forwards = 4
@@ -60,74 +59,77 @@ use std::{net::SocketAddr, time::Duration};
 /// timeout_s = 12.0                # client: per request
 /// max_in_flight = 64              # client: requests at once
 /// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSettings {
+    pub max_body_bytes: usize,
+    pub max_query_tokens: usize,
+    pub max_concurrent_forwards: usize,
+    pub max_age_s: f64,
+    pub allowed_skew_s: f64,
+    pub require_registered: bool,
+    pub require_validator_permit: bool,
+    pub min_stake_tao: f64,
+    pub timeout_s: f64,
+    pub max_in_flight: usize,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        let (server, client) = (ServerConfig::default(), ClientConfig::default());
+        Self {
+            max_body_bytes: server.max_body_bytes,
+            max_query_tokens: server.max_query_tokens,
+            max_concurrent_forwards: server.max_concurrent_forwards,
+            max_age_s: server.freshness.max_age.as_secs_f64(),
+            allowed_skew_s: server.freshness.allowed_skew.as_secs_f64(),
+            require_registered: server.access.require_registered,
+            require_validator_permit: server.access.require_validator_permit,
+            min_stake_tao: server.access.min_stake_rao as f64 / 1e9,
+            timeout_s: client.timeout.as_secs_f64(),
+            max_in_flight: client.max_in_flight,
+        }
+    }
+}
+
+/// The server's and the client's configuration, from `[net]`.
 #[derive(Clone, Debug, Default)]
 pub struct NetConfig {
     pub server: ServerConfig,
     pub client: ClientConfig,
 }
 
-pub const NET_KEYS: &[&str] = &[
-    "bind",
-    "max_body_bytes",
-    "max_query_tokens",
-    "max_concurrent_forwards",
-    "max_age_s",
-    "allowed_skew_s",
-    "require_registered",
-    "require_validator_permit",
-    "min_stake_tao",
-    "timeout_s",
-    "max_in_flight",
-];
-
-impl NetConfig {
-    /// Reads a `[net]` table whose keys are all in [`NET_KEYS`].
-    pub fn from_table(table: &toml::Table) -> Result<NetConfig, String> {
-        let mut c = NetConfig::default();
-        for (key, value) in table {
-            let int = || {
-                value
-                    .as_integer()
-                    .and_then(|v| usize::try_from(v).ok())
-                    .filter(|v| *v > 0)
-                    .ok_or_else(|| format!("`net.{key}` must be a positive integer"))
-            };
-            let seconds = || {
-                value
-                    .as_float()
-                    .or_else(|| value.as_integer().map(|v| v as f64))
-                    .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
-                    .map(Duration::from_secs_f64)
-                    .ok_or_else(|| format!("`net.{key}` must be a number of seconds"))
-            };
-            let flag = || value.as_bool().ok_or_else(|| format!("`net.{key}` must be true or false"));
-            match key.as_str() {
-                "bind" => {
-                    c.server.bind = value
-                        .as_str()
-                        .and_then(|s| s.parse::<SocketAddr>().ok())
-                        .ok_or_else(|| "`net.bind` must be an address and port, like \"0.0.0.0:8091\"".to_string())?
-                }
-                "max_body_bytes" => c.server.max_body_bytes = int()?,
-                "max_query_tokens" => c.server.max_query_tokens = int()?,
-                "max_concurrent_forwards" => c.server.max_concurrent_forwards = int()?,
-                "max_age_s" => c.server.freshness.max_age = seconds()?,
-                "allowed_skew_s" => c.server.freshness.allowed_skew = seconds()?,
-                "require_registered" => c.server.access.require_registered = flag()?,
-                "require_validator_permit" => c.server.access.require_validator_permit = flag()?,
-                "min_stake_tao" => {
-                    let tao = value
-                        .as_float()
-                        .or_else(|| value.as_integer().map(|v| v as f64))
-                        .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 21e6)
-                        .ok_or_else(|| "`net.min_stake_tao` must be a number of TAO".to_string())?;
-                    c.server.access.min_stake_rao = (tao * 1e9).round() as u64;
-                }
-                "timeout_s" => c.client.timeout = seconds()?,
-                "max_in_flight" => c.client.max_in_flight = int()?,
-                other => return Err(format!("unknown key `net.{other}`")),
+impl NetSettings {
+    /// The server's and client's configuration; refuses values that cannot work, naming the key.
+    pub fn to_config(&self) -> Result<NetConfig, String> {
+        let positive = |key: &str, v: usize| {
+            if v == 0 {
+                Err(format!("net.{key} must be a positive integer"))
+            } else {
+                Ok(v)
             }
+        };
+        let seconds = |key: &str, v: f64| {
+            if v.is_finite() && (0.0..1e9).contains(&v) {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(format!("net.{key} must be a number of seconds, got {v}"))
+            }
+        };
+        if !(self.min_stake_tao.is_finite() && (0.0..=21e6).contains(&self.min_stake_tao)) {
+            return Err(format!("net.min_stake_tao must be a number of TAO, got {}", self.min_stake_tao));
         }
+        let mut c = NetConfig::default();
+        c.server.max_body_bytes = positive("max_body_bytes", self.max_body_bytes)?;
+        c.server.max_query_tokens = positive("max_query_tokens", self.max_query_tokens)?;
+        c.server.max_concurrent_forwards = positive("max_concurrent_forwards", self.max_concurrent_forwards)?;
+        c.server.freshness.max_age = seconds("max_age_s", self.max_age_s)?;
+        c.server.freshness.allowed_skew = seconds("allowed_skew_s", self.allowed_skew_s)?;
+        c.server.access.require_registered = self.require_registered;
+        c.server.access.require_validator_permit = self.require_validator_permit;
+        c.server.access.min_stake_rao = (self.min_stake_tao * 1e9).round() as u64;
+        c.client.timeout = seconds("timeout_s", self.timeout_s)?;
+        c.client.max_in_flight = positive("max_in_flight", self.max_in_flight)?;
         Ok(c)
     }
 }

@@ -158,7 +158,10 @@ pub async fn serve<S: ForwardService>(
     peers: Arc<dyn PeerDirectory>,
 ) -> Result<RunningServer> {
     let listener = TcpListener::bind(config.bind).await.map_err(|e| {
-        Error::Net(format!("cannot listen on {}: {e} (choose another address or port with [net] bind)", config.bind))
+        Error::Net(format!(
+            "cannot listen on {}: {e} (a miner serves on [axon]: choose another port with --axon.port or axon.ip)",
+            config.bind
+        ))
     })?;
     let addr = listener.local_addr().map_err(|e| Error::Net(format!("listening socket: {e}")))?;
     let shared = Arc::new(Shared {
