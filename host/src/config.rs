@@ -31,13 +31,28 @@ use std::{
 use neuron_plugin_api::config::closest;
 use serde::{Deserialize, Serialize};
 
+pub use crate::{
+    chain::{local::LocalChainSettings, subtensor::SubtensorSettings},
+    data::DataSettings,
+    gpu::GpuSettings,
+    logging::LoggingSettings,
+    metrics::MetricsSettings,
+    net::NetSettings,
+    record::RecordSettings,
+    runtime::{
+        checkpoints::CheckpointSettings,
+        miner::{AxonSettings, MinerSettings},
+        scorer_slot::OnScorerSwitch,
+        subnet::{MinerProfile, SubnetSettings},
+        validator::ValidatorSettings,
+    },
+    wallet::WalletSettings,
+};
 use crate::{
-    chain::Hyperparams,
     error::{Error, Result},
     gpu::GpuOptions,
-    net::{NetConfig, NetSettings},
+    net::NetConfig,
     wallet::WalletConfig,
-    weights::WeightsPipeline,
 };
 
 /// What the process runs.
@@ -63,349 +78,9 @@ impl fmt::Display for Role {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GpuSettings {
-    /// auto, vulkan, metal, dx12 or gl.
-    pub backend: String,
-    /// Use only adapters whose name contains this ("" for any).
-    pub adapter: String,
-}
-
-impl Default for GpuSettings {
-    fn default() -> Self {
-        Self { backend: "auto".into(), adapter: String::new() }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SubtensorSettings {
-    /// local (the embedded chain), finney or test.
-    pub network: String,
-    /// A node's WebSocket URL; wins over `network` ("" for none).
-    pub chain_endpoint: String,
-    /// Wait for extrinsics to be "inclusion" in a block or "finalized".
-    pub wait_for: String,
-}
-
-impl Default for SubtensorSettings {
-    fn default() -> Self {
-        Self { network: "local".into(), chain_endpoint: String::new(), wait_for: "inclusion".into() }
-    }
-}
-
-/// The embedded chain (`subtensor.network = "local"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LocalChainSettings {
-    /// Seconds between blocks (12 on the real chain).
-    pub block_time: f64,
-    /// Rao emitted per block.
-    pub block_emission: u64,
-    /// Save the chain's state here at each epoch and resume from it ("" keeps it in memory).
-    pub state: String,
-    /// The subnet's hyperparameters on the embedded chain.
-    pub hyperparams: Hyperparams,
-}
-
-impl Default for LocalChainSettings {
-    fn default() -> Self {
-        Self {
-            block_time: 1.0,
-            block_emission: 1_000_000_000,
-            state: String::new(),
-            hyperparams: Hyperparams {
-                tempo: 20,
-                weights_rate_limit: 0,
-                immunity_period: 100,
-                activity_cutoff: 5000,
-                ..Hyperparams::default()
-            },
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WalletSettings {
-    pub name: String,
-    pub hotkey: String,
-    /// Directory holding wallets.
-    pub path: String,
-}
-
-impl Default for WalletSettings {
-    fn default() -> Self {
-        Self { name: "default".into(), hotkey: "default".into(), path: "~/.bittensor/wallets".into() }
-    }
-}
-
-impl WalletSettings {
-    pub fn wallet_config(&self) -> WalletConfig {
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        WalletConfig { name: some(&self.name), hotkey: some(&self.hotkey), path: some(&self.path).map(PathBuf::from) }
-    }
-}
-
-/// Where a neuron serves.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AxonSettings {
-    /// Address to listen on.
-    pub ip: String,
-    /// Port to listen on (0: any free port).
-    pub port: u16,
-    /// Address announced on chain ("" announces `ip`).
-    pub external_ip: String,
-}
-
-impl Default for AxonSettings {
-    fn default() -> Self {
-        Self { ip: "127.0.0.1".into(), port: 0, external_ip: String::new() }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MinerSettings {
-    /// Train the model (false: serve it as it is, e.g. a model loaded from a checkpoint).
-    pub train: bool,
-    pub batch_size: u32,
-    pub sequence_length: u32,
-    /// Peak learning rate (after warm-up).
-    pub lr: f64,
-    pub min_lr: f64,
-    pub warmup_steps: u64,
-    /// Step at which the cosine decay reaches min_lr (0: no decay).
-    pub decay_steps: u64,
-    /// Top-k per position a miner is willing to return at most.
-    pub max_top_k: u32,
-    /// Print a progress line every this many steps (0: never).
-    pub log_every: u64,
-}
-
-impl Default for MinerSettings {
-    fn default() -> Self {
-        Self {
-            train: true,
-            batch_size: 8,
-            sequence_length: 64,
-            lr: 1e-3,
-            min_lr: 1e-4,
-            warmup_steps: 20,
-            decay_steps: 5000,
-            max_top_k: 1024,
-            log_every: 50,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ValidatorSettings {
-    /// Sequences per step (the network preset's value unless set).
-    pub batch_size: u32,
-    /// Tokens per sequence (the network preset's value unless set).
-    pub sequence_length: u32,
-    /// Miners queried per step.
-    pub sample_size: u32,
-    /// Top-k asked of each miner per position.
-    pub top_k: u32,
-    /// Seconds a miner has to answer.
-    pub timeout: f64,
-    /// Weight of a step's score in each uid's moving average.
-    pub alpha: f32,
-    /// Failed queries in a row after which a uid's score is set to zero (0: never).
-    pub zero_after_misses: u32,
-    /// Train the validator's own model on each batch.
-    pub train: bool,
-    pub lr: f64,
-    /// Reset the validator's model every this many steps (0: never).
-    pub model_reset_every: u64,
-    /// Blocks per epoch (0: the subnet's tempo).
-    pub epoch_length: u64,
-    /// Seconds after which an epoch ends even if its blocks have not passed (0: none).
-    pub epoch_time_limit: f64,
-    /// legacy (bittensor <= 10's process_weights_for_netuid) or sdk11.
-    pub weights_pipeline: WeightsPipeline,
-    /// Legacy pipeline: drop this lowest quantile of weights (u16 proportion).
-    pub exclude_quantile: u16,
-    pub version_key: u64,
-    /// `[validator.record]`: what the validator saw, for `neuron-host rescore`.
-    pub record: RecordSettings,
-}
-
-/// Recording a validator's steps and epochs (off unless `dir` is set).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RecordSettings {
-    /// Directory of the record's segment files ("" records nothing).
-    pub dir: String,
-    /// Bound on the bytes of all segments together.
-    pub max_bytes: u64,
-    /// At the bound: "rotate" (delete the oldest segments) or "stop" (stop recording, one warning).
-    pub when_full: String,
-}
-
-impl Default for RecordSettings {
-    fn default() -> Self {
-        Self { dir: String::new(), max_bytes: 1 << 30, when_full: "rotate".into() }
-    }
-}
-
-impl RecordSettings {
-    /// The recorder's settings, `None` when recording is off.
-    pub fn recorder(&self) -> Option<crate::record::RecorderSettings> {
-        (!self.dir.is_empty()).then(|| crate::record::RecorderSettings {
-            dir: PathBuf::from(&self.dir),
-            max_bytes: self.max_bytes,
-            when_full: if self.when_full == "stop" {
-                crate::record::WhenFull::Stop
-            } else {
-                crate::record::WhenFull::Rotate
-            },
-        })
-    }
-}
-
-impl Default for ValidatorSettings {
-    fn default() -> Self {
-        Self {
-            batch_size: 4,
-            sequence_length: 64,
-            sample_size: 16,
-            top_k: 16,
-            timeout: 12.0,
-            alpha: 0.1,
-            zero_after_misses: 8,
-            train: true,
-            lr: 1e-3,
-            model_reset_every: 0,
-            epoch_length: 0,
-            epoch_time_limit: 0.0,
-            weights_pipeline: WeightsPipeline::Legacy,
-            exclude_quantile: 0,
-            version_key: 0,
-            record: RecordSettings::default(),
-        }
-    }
-}
-
-/// One miner of the local subnet.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MinerProfile {
-    /// Model seed.
-    pub seed: u64,
-    /// Share of training targets replaced by random tokens (0: clean data).
-    pub noise: f64,
-    /// Stop answering queries after this many epochs (0: never); to see a miner fall.
-    pub stop_answering_after: u64,
-}
-
-impl Default for MinerProfile {
-    fn default() -> Self {
-        Self { seed: 1, noise: 0.0, stop_answering_after: 0 }
-    }
-}
-
-/// The local subnet (`role = "subnet"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SubnetSettings {
-    /// One entry per miner: different seeds and data quality, so they differ.
-    pub miners: Vec<MinerProfile>,
-    /// The validator's stake, in TAO.
-    pub validator_stake: f64,
-}
-
-impl Default for SubnetSettings {
-    fn default() -> Self {
-        Self {
-            miners: vec![
-                MinerProfile { seed: 11, noise: 0.0, stop_answering_after: 0 },
-                MinerProfile { seed: 12, noise: 0.3, stop_answering_after: 0 },
-                MinerProfile { seed: 13, noise: 0.7, stop_answering_after: 0 },
-            ],
-            validator_stake: 1000.0,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataSettings {
-    /// "builtin" (a corpus generated at start-up), a text file, or a nanoGPT uint16 token file (.bin).
-    pub dataset: String,
-    /// Bytes of built-in corpus to generate.
-    pub builtin_bytes: usize,
-    pub seed: u64,
-}
-
-impl Default for DataSettings {
-    fn default() -> Self {
-        Self { dataset: "builtin".into(), builtin_bytes: 1 << 20, seed: 7 }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CheckpointSettings {
-    /// File to save to and resume from ("": the role's default file in the run's neuron directory).
-    pub path: String,
-    /// Miners save every this many training steps (0: only at shutdown).
-    pub miner_every_steps: u64,
-    /// Validators save every this many chain blocks (0: only at shutdown).
-    pub validator_every_blocks: u64,
-    /// Resume from the checkpoint when it exists.
-    pub resume: bool,
-    /// Previous checkpoints kept beside the file (`NAME.prev`, `NAME.prev.2`, ...), the
-    /// fallbacks when the newest turns out damaged (at least 1).
-    pub keep: usize,
-}
-
-impl Default for CheckpointSettings {
-    fn default() -> Self {
-        Self { path: String::new(), miner_every_steps: 500, validator_every_blocks: 500, resume: true, keep: 1 }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsSettings {
-    /// Address for Prometheus' /metrics.
-    pub ip: String,
-    /// Port for /metrics (0: off).
-    pub port: u16,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        Self { ip: "127.0.0.1".into(), port: 0 }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LoggingSettings {
-    /// text or json.
-    pub format: String,
-    /// Where runs write their logs ("" for runs/<time>).
-    pub run_dir: String,
-    /// Seconds between progress lines when stderr is not a terminal (on a
-    /// terminal the progress line is redrawn every second).
-    pub progress_every: f64,
-}
-
-impl Default for LoggingSettings {
-    fn default() -> Self {
-        Self { format: "text".into(), run_dir: String::new(), progress_every: 30.0 }
-    }
-}
-
-/// Parameters that depend on the network a neuron runs on. The chain's own
-/// values (min_allowed_weights, max_weight_limit) override these where it holds them.
+/// Parameters that depend on the network a neuron runs on (`subtensor.network`): the
+/// validator's batch shape, and the scoring keys a scorer's section leaves out. Weight limits
+/// are not here: a validator reads them from the chain it sets weights on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkPreset {
@@ -413,8 +88,6 @@ pub struct NetworkPreset {
     pub sequence_length: u32,
     pub prune_len: u32,
     pub logits_divergence: f64,
-    pub min_allowed_weights: u16,
-    pub max_weight_limit: u16,
     pub scaling_law_power: f64,
     pub synergy_scaling_law_power: f64,
 }
@@ -426,8 +99,6 @@ impl Default for NetworkPreset {
             sequence_length: 64,
             prune_len: 16,
             logits_divergence: 0.1,
-            min_allowed_weights: 1,
-            max_weight_limit: u16::MAX,
             scaling_law_power: 0.5,
             synergy_scaling_law_power: 0.6,
         }
@@ -437,14 +108,7 @@ impl Default for NetworkPreset {
 fn default_presets() -> BTreeMap<String, NetworkPreset> {
     let mut p = BTreeMap::new();
     p.insert("local".to_string(), NetworkPreset::default());
-    let remote = NetworkPreset {
-        batch_size: 16,
-        sequence_length: 256,
-        prune_len: 32,
-        min_allowed_weights: 8,
-        max_weight_limit: 455,
-        ..NetworkPreset::default()
-    };
+    let remote = NetworkPreset { batch_size: 16, sequence_length: 256, prune_len: 32, ..NetworkPreset::default() };
     p.insert("finney".to_string(), remote.clone());
     p.insert("test".to_string(), remote);
     p
@@ -464,8 +128,8 @@ pub struct Config {
     pub scoring: Vec<PathBuf>,
     /// Name of the scoring plugin to use ("": the first).
     pub scorer: String,
-    /// On a scorer switch: "keep" or "reset" the moving-average scores.
-    pub on_scorer_switch: String,
+    /// On a scorer switch: keep or reset the moving-average scores.
+    pub on_scorer_switch: OnScorerSwitch,
     pub gpu: GpuSettings,
     pub subtensor: SubtensorSettings,
     pub chain: LocalChainSettings,
@@ -494,7 +158,7 @@ impl Default for Config {
             plugins: Vec::new(),
             scoring: Vec::new(),
             scorer: String::new(),
-            on_scorer_switch: "keep".into(),
+            on_scorer_switch: OnScorerSwitch::Keep,
             gpu: GpuSettings::default(),
             subtensor: SubtensorSettings::default(),
             chain: LocalChainSettings::default(),
@@ -513,9 +177,6 @@ impl Default for Config {
         }
     }
 }
-
-/// Smallest bound a record may have.
-const MIN_RECORD_BYTES: u64 = 64 * 1024;
 
 /// Subtrees whose keys are checked by their owner, not against the defaults.
 const FREE_FORM: &[&str] = &["plugin", "presets", "subnet.miners"];
@@ -703,9 +364,9 @@ fn apply_preset(merged: &mut toml::Table, sources: &mut BTreeMap<String, Source>
     let get = |t: &toml::Table, k: &str| {
         t.get("subtensor").and_then(|s| s.get(k)).and_then(|v| v.as_str()).map(str::to_string)
     };
-    let endpoint = get(merged, "chain_endpoint").unwrap_or_default();
-    let network =
-        if endpoint.is_empty() { get(merged, "network").unwrap_or_else(|| "local".into()) } else { "finney".into() };
+    // The preset is the named network's, whatever node serves it (a chain_endpoint says where
+    // the node is, not which network it belongs to).
+    let network = get(merged, "network").unwrap_or_else(|| "local".into());
     let Some(preset) = merged.get("presets").and_then(|p| p.get(&network)).and_then(|p| p.as_table()).cloned() else {
         return;
     };
@@ -780,87 +441,17 @@ impl Config {
 
     /// Checks what types alone cannot.
     fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        self.net.to_config().map_err(Error::Config)?;
-        if !["local", "finney", "test"].contains(&self.subtensor.network.as_str()) {
-            return bad(format!(
-                "subtensor.network `{}` is not one of local, finney, test (or set subtensor.chain_endpoint)",
-                self.subtensor.network
-            ));
-        }
-        if !["inclusion", "finalized"].contains(&self.subtensor.wait_for.as_str()) {
-            return bad(format!("subtensor.wait_for `{}` is not inclusion or finalized", self.subtensor.wait_for));
-        }
-        if !(self.chain.block_time > 0.0 && self.chain.block_time.is_finite()) {
-            return bad(format!(
-                "chain.block_time must be a positive number of seconds, got {}",
-                self.chain.block_time
-            ));
-        }
-        if self.checkpoint.keep == 0 {
-            return bad("checkpoint.keep must be at least 1: the previous checkpoint is the fallback when the newest is damaged".into());
-        }
-        if self.chain.hyperparams.tempo == 0 {
-            return bad("chain.hyperparams.tempo must be at least 1 block".into());
-        }
-        if !(self.validator.alpha > 0.0 && self.validator.alpha <= 1.0) {
-            return bad(format!("validator.alpha must be in (0, 1], got {}", self.validator.alpha));
-        }
-        if !(self.validator.timeout > 0.0 && self.validator.timeout.is_finite()) {
-            return bad(format!(
-                "validator.timeout must be a positive number of seconds, got {}",
-                self.validator.timeout
-            ));
-        }
-        for (name, batch, seq) in [
-            ("miner", self.miner.batch_size, self.miner.sequence_length),
-            ("validator", self.validator.batch_size, self.validator.sequence_length),
-        ] {
-            if batch == 0 || seq == 0 {
-                return bad(format!("{name}.batch_size and {name}.sequence_length must be at least 1"));
-            }
-        }
-        if self.validator.top_k == 0 || self.validator.sample_size == 0 {
-            return bad("validator.top_k and validator.sample_size must be at least 1".into());
-        }
-        crate::runtime::schedule::LrSchedule {
-            lr: self.miner.lr,
-            min_lr: self.miner.min_lr,
-            warmup_steps: self.miner.warmup_steps,
-            decay_steps: self.miner.decay_steps,
-        }
-        .validate()
-        .map_err(|e| Error::Config(format!("miner: {e}")))?;
-        if !["rotate", "stop"].contains(&self.validator.record.when_full.as_str()) {
-            return bad(format!(
-                "validator.record.when_full `{}` is not rotate or stop",
-                self.validator.record.when_full
-            ));
-        }
-        if self.validator.record.max_bytes < MIN_RECORD_BYTES {
-            return bad(format!(
-                "validator.record.max_bytes must be at least {MIN_RECORD_BYTES} (64 KiB), got {}",
-                self.validator.record.max_bytes
-            ));
-        }
-        if !["keep", "reset"].contains(&self.on_scorer_switch.as_str()) {
-            return bad(format!("on_scorer_switch `{}` is not keep or reset", self.on_scorer_switch));
-        }
-        if !["text", "json"].contains(&self.logging.format.as_str()) {
-            return bad(format!("logging.format `{}` is not text or json", self.logging.format));
-        }
-        if !(self.logging.progress_every.is_finite() && self.logging.progress_every > 0.0) {
-            return bad(format!(
-                "logging.progress_every must be a number of seconds above 0, got {}",
-                self.logging.progress_every
-            ));
-        }
-        for (i, m) in self.subnet.miners.iter().enumerate() {
-            if !(0.0..=1.0).contains(&m.noise) {
-                return bad(format!("subnet.miners[{i}].noise must be between 0 and 1, got {}", m.noise));
-            }
-        }
-        Ok(())
+        let checks = [
+            self.net.to_config().map(|_| ()),
+            self.subtensor.validate(),
+            self.chain.validate(),
+            self.checkpoint.validate(),
+            self.miner.validate(),
+            self.validator.validate(),
+            self.logging.validate(),
+            self.subnet.validate(),
+        ];
+        checks.into_iter().collect::<std::result::Result<(), String>>().map_err(Error::Config)
     }
 
     /// The `[plugin.<name>]` section as TOML text ("" when absent).
@@ -900,10 +491,9 @@ impl Config {
         toml::to_string(&table).unwrap_or_default()
     }
 
-    /// The preset of the network in use.
+    /// The preset of the network in use (`subtensor.network`).
     pub fn preset(&self) -> NetworkPreset {
-        let name = if self.subtensor.chain_endpoint.is_empty() { self.subtensor.network.as_str() } else { "finney" };
-        self.presets.get(name).cloned().unwrap_or_default()
+        self.presets.get(&self.subtensor.network).cloned().unwrap_or_default()
     }
 }
 
@@ -1015,7 +605,18 @@ mod tests {
         let r = c.validator.record.recorder().unwrap();
         assert_eq!((r.dir.to_str(), r.max_bytes, r.when_full), (Some("rec"), 100_000, crate::record::WhenFull::Stop));
         let e = Config::parse("[validator.record]\ndir = \"rec\"\nwhen_full = \"drop\"\n").unwrap_err().to_string();
-        assert!(e.contains("validator.record.when_full `drop` is not rotate or stop") && !e.contains('\n'), "{e}");
+        assert!(
+            e.contains("`validator.record.when_full`") && e.contains("`rotate` or `stop`") && !e.contains('\n'),
+            "{e}"
+        );
+        for (text, key) in [
+            ("on_scorer_switch = \"forget\"\n", "`on_scorer_switch`"),
+            ("[logging]\nformat = \"xml\"\n", "`logging.format`"),
+            ("[subtensor]\nwait_for = \"soon\"\n", "`subtensor.wait_for`"),
+        ] {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("expected"), "{e}");
+        }
         let e = Config::parse("[validator.record]\nmax_bytes = 1000\n").unwrap_err().to_string();
         assert!(e.contains("max_bytes must be at least 65536"), "{e}");
         let e = Config::parse("[validator.record]\ndirectory = \"rec\"\n").unwrap_err().to_string();
@@ -1032,5 +633,21 @@ mod tests {
         let flags = [Override::parse_set("net.bind=0.0.0.0:9000").unwrap()];
         let e = Config::load_layers(None, &flags).unwrap_err().to_string();
         assert!(e.contains("`net.bind` does nothing") && e.contains("axon.port"), "{e}");
+    }
+
+    #[test]
+    fn the_preset_follows_the_network_named_even_with_a_custom_endpoint() {
+        let flags = |network: &str| {
+            vec![
+                Override::flag("subtensor.chain_endpoint", "--subtensor.chain_endpoint", "ws://127.0.0.1:9944"),
+                Override::flag("subtensor.network", "--subtensor.network", network),
+            ]
+        };
+        let test = Config::load_layers(None, &flags("test")).unwrap();
+        assert_eq!(test.config.validator.sequence_length, 256);
+        assert_eq!(test.source("validator.sequence_length"), Some(&Source::Preset("test".into())));
+        let local = Config::load_layers(None, &flags("local")).unwrap();
+        assert_eq!(local.config.validator.sequence_length, 64, "not silently finney's");
+        assert_eq!(local.source("validator.sequence_length"), Some(&Source::Preset("local".into())));
     }
 }

@@ -656,7 +656,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         None => {
             let loaded = cli.run.load()?;
-            logging::init_with_format(&loaded.config.logging.format);
+            logging::init_with_format(loaded.config.logging.format);
             let source = ConfigSource { file: cli.run.config.clone(), flags: cli.run.overrides()? };
             run_job::run(loaded.config, source)
         }

@@ -662,3 +662,46 @@ impl Chain for LocalClient {
         })
     }
 }
+
+/// The embedded chain (`subtensor.network = "local"`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalChainSettings {
+    /// Seconds between blocks (12 on the real chain).
+    pub block_time: f64,
+    /// Rao emitted per block.
+    pub block_emission: u64,
+    /// Save the chain's state here at each epoch and resume from it ("" keeps it in memory).
+    pub state: String,
+    /// The subnet's hyperparameters on the embedded chain.
+    pub hyperparams: Hyperparams,
+}
+
+impl Default for LocalChainSettings {
+    fn default() -> Self {
+        Self {
+            block_time: 1.0,
+            block_emission: 1_000_000_000,
+            state: String::new(),
+            hyperparams: Hyperparams {
+                tempo: 20,
+                weights_rate_limit: 0,
+                immunity_period: 100,
+                activity_cutoff: 5000,
+                ..Hyperparams::default()
+            },
+        }
+    }
+}
+
+impl LocalChainSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.block_time > 0.0 && self.block_time.is_finite()) {
+            return Err(format!("chain.block_time must be a positive number of seconds, got {}", self.block_time));
+        }
+        if self.hyperparams.tempo == 0 {
+            return Err("chain.hyperparams.tempo must be at least 1 block".into());
+        }
+        Ok(())
+    }
+}

@@ -19,3 +19,19 @@ mod tokenizer;
 pub use dataset::Dataset;
 pub use sampler::{Batch, BatchSampler, SamplerState};
 pub use tokenizer::Tokenizer;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSettings {
+    /// "builtin" (a corpus generated at start-up), a text file, or a nanoGPT uint16 token file (.bin).
+    pub dataset: String,
+    /// Bytes of built-in corpus to generate.
+    pub builtin_bytes: usize,
+    pub seed: u64,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self { dataset: "builtin".into(), builtin_bytes: 1 << 20, seed: 7 }
+    }
+}

@@ -21,7 +21,7 @@ use std::{
 
 use crate::{
     chain::{
-        subtensor::{self, signer::Sr25519Keypair, ChainSelection, NodeConfig, WaitFor},
+        subtensor::{self, signer::Sr25519Keypair, ChainSelection, NodeConfig},
         Chain,
     },
     config::{Config, Role},
@@ -204,8 +204,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource)
         ChainSelection::Node(endpoint) => {
             let signer = Arc::new(Sr25519Keypair::from_shared(keypair.clone()).map_err(Error::Config)?);
             let mut node = NodeConfig::new(endpoint);
-            node.wait_for =
-                if config.subtensor.wait_for == "finalized" { WaitFor::Finalized } else { WaitFor::InBlock };
+            node.wait_for = config.subtensor.wait_for;
             subtensor::connect(node, signer).await?
         }
         ChainSelection::Local => {

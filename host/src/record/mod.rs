@@ -72,7 +72,7 @@ pub use format::{
     StepRecord, WeightsOutcomeCode, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_PAYLOAD,
 };
 pub use reader::{segment_files, RecordReader};
-pub use writer::{BookState, Recorder, RecorderSettings, WhenFull};
+pub use writer::{BookState, RecordSettings, Recorder, RecorderSettings, WhenFull};
 
 /// A segment's file name.
 pub fn segment_name(seq: u32) -> String {

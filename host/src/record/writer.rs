@@ -20,8 +20,9 @@ use crate::{
     runtime::scores::ScoreBook,
 };
 
-/// What to do when the record reaches its size bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What to do when the record reaches its size bound (`validator.record.when_full`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WhenFull {
     /// Delete the oldest segments.
     Rotate,
@@ -88,7 +89,7 @@ impl Recorder {
     }
 
     /// Recording as `[validator.record]` says: off when its `dir` is empty.
-    pub fn from_config(settings: &crate::config::RecordSettings, name: &str) -> Result<Self> {
+    pub fn from_config(settings: &RecordSettings, name: &str) -> Result<Self> {
         match settings.recorder() {
             Some(s) => Self::open(s, name),
             None => Ok(Self::off()),
@@ -291,6 +292,50 @@ impl Inner {
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// Recording a validator's steps and epochs (off unless `dir` is set).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordSettings {
+    /// Directory of the record's segment files ("" records nothing).
+    pub dir: String,
+    /// Bound on the bytes of all segments together.
+    pub max_bytes: u64,
+    /// At the bound: "rotate" (delete the oldest segments) or "stop" (stop recording, one warning).
+    pub when_full: WhenFull,
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        Self { dir: String::new(), max_bytes: 1 << 30, when_full: WhenFull::Rotate }
+    }
+}
+
+impl RecordSettings {
+    /// The recorder's settings, `None` when recording is off.
+    pub fn recorder(&self) -> Option<RecorderSettings> {
+        (!self.dir.is_empty()).then(|| RecorderSettings {
+            dir: PathBuf::from(&self.dir),
+            max_bytes: self.max_bytes,
+            when_full: self.when_full,
+        })
+    }
+}
+
+/// Smallest bound a record may have.
+const MIN_RECORD_BYTES: u64 = 64 * 1024;
+
+impl RecordSettings {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.max_bytes < MIN_RECORD_BYTES {
+            return Err(format!(
+                "validator.record.max_bytes must be at least {MIN_RECORD_BYTES} (64 KiB), got {}",
+                self.max_bytes
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -883,6 +883,37 @@ fn i64_column(v: Option<&Value>, what: &str, n: usize) -> std::result::Result<Ve
     Ok(column(v, what, DType::I64, n)?.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
 }
 
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointSettings {
+    /// File to save to and resume from ("": the role's default file in the run's neuron directory).
+    pub path: String,
+    /// Miners save every this many training steps (0: only at shutdown).
+    pub miner_every_steps: u64,
+    /// Validators save every this many chain blocks (0: only at shutdown).
+    pub validator_every_blocks: u64,
+    /// Resume from the checkpoint when it exists.
+    pub resume: bool,
+    /// Previous checkpoints kept beside the file (`NAME.prev`, `NAME.prev.2`, ...), the
+    /// fallbacks when the newest turns out damaged (at least 1).
+    pub keep: usize,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        Self { path: String::new(), miner_every_steps: 500, validator_every_blocks: 500, resume: true, keep: 1 }
+    }
+}
+
+impl CheckpointSettings {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.keep == 0 {
+            return Err("checkpoint.keep must be at least 1: the previous checkpoint is the fallback when the newest is damaged".into());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Cursor;

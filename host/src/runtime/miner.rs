@@ -26,7 +26,6 @@ use super::{
 };
 use crate::{
     chain::{AxonInfo, Chain, NetUid},
-    config::{AxonSettings, MinerSettings},
     data::Dataset,
     error::{Error, Result},
     metrics::{
@@ -199,7 +198,7 @@ fn crate_version() -> u32 {
 fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64, resumed: Option<MinerCheckpoint>) -> TrainSummary {
     let s = &m.settings;
     let settings = TrainerSettings {
-        schedule: LrSchedule { lr: s.lr, min_lr: s.min_lr, warmup_steps: s.warmup_steps, decay_steps: s.decay_steps },
+        schedule: s.schedule(),
         batch_size: s.batch_size,
         sequence_length: s.sequence_length,
         seed: m.seed,
@@ -301,5 +300,72 @@ impl MinerHandle {
         tokio::task::spawn_blocking(move || trainer.map(|t| t.join().unwrap_or_default()).unwrap_or_default())
             .await
             .unwrap_or_default()
+    }
+}
+
+/// Where a neuron serves.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AxonSettings {
+    /// Address to listen on.
+    pub ip: String,
+    /// Port to listen on (0: any free port).
+    pub port: u16,
+    /// Address announced on chain ("" announces `ip`).
+    pub external_ip: String,
+}
+
+impl Default for AxonSettings {
+    fn default() -> Self {
+        Self { ip: "127.0.0.1".into(), port: 0, external_ip: String::new() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MinerSettings {
+    /// Train the model (false: serve it as it is, e.g. a model loaded from a checkpoint).
+    pub train: bool,
+    pub batch_size: u32,
+    pub sequence_length: u32,
+    /// Peak learning rate (after warm-up).
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup_steps: u64,
+    /// Step at which the cosine decay reaches min_lr (0: no decay).
+    pub decay_steps: u64,
+    /// Top-k per position a miner is willing to return at most.
+    pub max_top_k: u32,
+    /// Print a progress line every this many steps (0: never).
+    pub log_every: u64,
+}
+
+impl Default for MinerSettings {
+    fn default() -> Self {
+        Self {
+            train: true,
+            batch_size: 8,
+            sequence_length: 64,
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_steps: 20,
+            decay_steps: 5000,
+            max_top_k: 1024,
+            log_every: 50,
+        }
+    }
+}
+
+impl MinerSettings {
+    /// The learning-rate schedule these settings describe.
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule { lr: self.lr, min_lr: self.min_lr, warmup_steps: self.warmup_steps, decay_steps: self.decay_steps }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.batch_size == 0 || self.sequence_length == 0 {
+            return Err("miner.batch_size and miner.sequence_length must be at least 1".into());
+        }
+        self.schedule().validate().map_err(|e| format!("miner: {e}"))
     }
 }

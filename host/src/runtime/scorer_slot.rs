@@ -58,6 +58,17 @@ pub const LIVE_VALIDATOR_KEYS: &[&str] = &[
 /// Keys that choose the scorer (applied by building it again).
 const SCORER_KEYS: &[&str] = &["scorer", "scoring", "on_scorer_switch"];
 
+/// What a scorer switch does to the moving-average scores (`on_scorer_switch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnScorerSwitch {
+    /// Keep them: the new scorer's scores blend in at the book's alpha.
+    #[default]
+    Keep,
+    /// Start every uid from zero.
+    Reset,
+}
+
 /// Where a config comes from: what `Config::load_layers` reads.
 #[derive(Clone, Debug, Default)]
 pub struct ConfigSource {
@@ -318,7 +329,7 @@ impl ScorerSlot {
         }
         book.set_alpha(settings.alpha);
         book.set_zero_after_misses(settings.zero_after_misses);
-        let reset = new.on_scorer_switch == "reset";
+        let reset = new.on_scorer_switch == OnScorerSwitch::Reset;
         let old_index = r.current;
         r.current = index;
         r.config = new;

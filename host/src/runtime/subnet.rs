@@ -241,3 +241,55 @@ pub fn format_epoch(report: &EpochReport) -> String {
     }
     out
 }
+
+/// One miner of the local subnet.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MinerProfile {
+    /// Model seed.
+    pub seed: u64,
+    /// Share of training targets replaced by random tokens (0: clean data).
+    pub noise: f64,
+    /// Stop answering queries after this many epochs (0: never); to see a miner fall.
+    pub stop_answering_after: u64,
+}
+
+impl Default for MinerProfile {
+    fn default() -> Self {
+        Self { seed: 1, noise: 0.0, stop_answering_after: 0 }
+    }
+}
+
+/// The local subnet (`role = "subnet"`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubnetSettings {
+    /// One entry per miner: different seeds and data quality, so they differ.
+    pub miners: Vec<MinerProfile>,
+    /// The validator's stake, in TAO.
+    pub validator_stake: f64,
+}
+
+impl Default for SubnetSettings {
+    fn default() -> Self {
+        Self {
+            miners: vec![
+                MinerProfile { seed: 11, noise: 0.0, stop_answering_after: 0 },
+                MinerProfile { seed: 12, noise: 0.3, stop_answering_after: 0 },
+                MinerProfile { seed: 13, noise: 0.7, stop_answering_after: 0 },
+            ],
+            validator_stake: 1000.0,
+        }
+    }
+}
+
+impl SubnetSettings {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (i, m) in self.miners.iter().enumerate() {
+            if !(0.0..=1.0).contains(&m.noise) {
+                return Err(format!("subnet.miners[{i}].noise must be between 0 and 1, got {}", m.noise));
+            }
+        }
+        Ok(())
+    }
+}

@@ -43,7 +43,6 @@ use crate::{
         },
         AccountId, Chain, Metagraph, NetUid,
     },
-    config::ValidatorSettings,
     data::Dataset,
     error::{Error, Result},
     metrics::{
@@ -52,8 +51,12 @@ use crate::{
     },
     net::{Client, ClientConfig, ForwardQuery, Peer},
     plugins::PluginModel,
-    record::{BookState, EpochRecord, RecordedNeuron, RecordedResponse, Recorder, StepRecord, WeightsOutcomeCode},
+    record::{
+        BookState, EpochRecord, RecordSettings, RecordedNeuron, RecordedResponse, Recorder, StepRecord,
+        WeightsOutcomeCode,
+    },
     wallet::Keypair,
+    weights::WeightsPipeline,
 };
 
 /// Everything a validator is made of.
@@ -624,5 +627,81 @@ impl Validator {
         if let Some(saver) = l.saver.take() {
             saver.finish();
         }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidatorSettings {
+    /// Sequences per step (the network preset's value unless set).
+    pub batch_size: u32,
+    /// Tokens per sequence (the network preset's value unless set).
+    pub sequence_length: u32,
+    /// Miners queried per step.
+    pub sample_size: u32,
+    /// Top-k asked of each miner per position.
+    pub top_k: u32,
+    /// Seconds a miner has to answer.
+    pub timeout: f64,
+    /// Weight of a step's score in each uid's moving average.
+    pub alpha: f32,
+    /// Failed queries in a row after which a uid's score is set to zero (0: never).
+    pub zero_after_misses: u32,
+    /// Train the validator's own model on each batch.
+    pub train: bool,
+    pub lr: f64,
+    /// Reset the validator's model every this many steps (0: never).
+    pub model_reset_every: u64,
+    /// Blocks per epoch (0: the subnet's tempo).
+    pub epoch_length: u64,
+    /// Seconds after which an epoch ends even if its blocks have not passed (0: none).
+    pub epoch_time_limit: f64,
+    /// legacy (bittensor <= 10's process_weights_for_netuid) or sdk11.
+    pub weights_pipeline: WeightsPipeline,
+    /// Legacy pipeline: drop this lowest quantile of weights (u16 proportion).
+    pub exclude_quantile: u16,
+    pub version_key: u64,
+    /// `[validator.record]`: what the validator saw, for `neuron-host rescore`.
+    pub record: RecordSettings,
+}
+
+impl Default for ValidatorSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 4,
+            sequence_length: 64,
+            sample_size: 16,
+            top_k: 16,
+            timeout: 12.0,
+            alpha: 0.1,
+            zero_after_misses: 8,
+            train: true,
+            lr: 1e-3,
+            model_reset_every: 0,
+            epoch_length: 0,
+            epoch_time_limit: 0.0,
+            weights_pipeline: WeightsPipeline::Legacy,
+            exclude_quantile: 0,
+            version_key: 0,
+            record: RecordSettings::default(),
+        }
+    }
+}
+
+impl ValidatorSettings {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.alpha > 0.0 && self.alpha <= 1.0) {
+            return Err(format!("validator.alpha must be in (0, 1], got {}", self.alpha));
+        }
+        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
+            return Err(format!("validator.timeout must be a positive number of seconds, got {}", self.timeout));
+        }
+        if self.batch_size == 0 || self.sequence_length == 0 {
+            return Err("validator.batch_size and validator.sequence_length must be at least 1".into());
+        }
+        if self.top_k == 0 || self.sample_size == 0 {
+            return Err("validator.top_k and validator.sample_size must be at least 1".into());
+        }
+        self.record.validate()
     }
 }

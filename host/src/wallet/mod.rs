@@ -239,6 +239,28 @@ pub fn list(root: &Path) -> Result<Vec<(String, Vec<String>)>> {
     Ok(wallets)
 }
 
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalletSettings {
+    pub name: String,
+    pub hotkey: String,
+    /// Directory holding wallets.
+    pub path: String,
+}
+
+impl Default for WalletSettings {
+    fn default() -> Self {
+        Self { name: "default".into(), hotkey: "default".into(), path: "~/.bittensor/wallets".into() }
+    }
+}
+
+impl WalletSettings {
+    pub fn wallet_config(&self) -> WalletConfig {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        WalletConfig { name: some(&self.name), hotkey: some(&self.hotkey), path: some(&self.path).map(PathBuf::from) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

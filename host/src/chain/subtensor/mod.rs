@@ -110,13 +110,15 @@ impl ChainSelection {
     }
 }
 
-/// When an extrinsic counts as done.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// When an extrinsic counts as done (`subtensor.wait_for`: "inclusion" or "finalized").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WaitFor {
     /// Included in a best block (about 12 s on finney).
     #[default]
+    #[serde(rename = "inclusion")]
     InBlock,
     /// In a finalised block (tens of seconds more, but never reverted).
+    #[serde(rename = "finalized")]
     Finalized,
 }
 
@@ -537,5 +539,34 @@ impl Chain for SubtensorChain {
             version_key,
         })
         .await
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubtensorSettings {
+    /// local (the embedded chain), finney or test.
+    pub network: String,
+    /// A node's WebSocket URL; wins over `network` ("" for none).
+    pub chain_endpoint: String,
+    /// Wait for extrinsics to be "inclusion" in a block or "finalized".
+    pub wait_for: WaitFor,
+}
+
+impl Default for SubtensorSettings {
+    fn default() -> Self {
+        Self { network: "local".into(), chain_endpoint: String::new(), wait_for: WaitFor::InBlock }
+    }
+}
+
+impl SubtensorSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !["local", "finney", "test"].contains(&self.network.as_str()) {
+            return Err(format!(
+                "subtensor.network `{}` is not one of local, finney, test (or set subtensor.chain_endpoint)",
+                self.network
+            ));
+        }
+        Ok(())
     }
 }
