@@ -12,6 +12,8 @@ use neuron_host::checkpoint::{
     pth,
 };
 use neuron_plugin_api::DType;
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Map, Value as Json};
 
 fn repo() -> PathBuf {
@@ -331,15 +333,12 @@ fn truncated_bit_flipped_and_empty_files_are_refused_in_one_line() {
     // Every flip is either refused or changes nothing the checkpoint holds
     // (zip metadata such as timestamps is not content).
     let original = pth::load(Cursor::new(bytes.clone())).unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let mut refusals = 0;
     for _ in 0..400 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
         let mut flipped = bytes.clone();
-        let at = (state % bytes.len() as u64) as usize;
-        flipped[at] ^= 1 << (state >> 60 & 7);
+        let at = (rng.next_u64() % bytes.len() as u64) as usize;
+        flipped[at] ^= 1 << (rng.next_u64() % 8);
         match pth::load(Cursor::new(flipped)) {
             Ok(v) => assert_eq!(v, original, "a flip at byte {at} changed the content without being noticed"),
             Err(e) => {
