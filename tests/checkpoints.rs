@@ -25,6 +25,8 @@ use neuron_host::{
     },
 };
 use neuron_plugin_api::Tensor;
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 const MINER: &str = r#"
 [plugin.gpt]
@@ -352,13 +354,15 @@ fn hostile_and_broken_files_are_refused_by_inspect_in_one_line() {
     assert!(e.contains("miner's checkpoint"), "{e}");
 }
 
-struct Rng(u64);
+/// Kill moments: seeded from the clock, so each run tries other moments.
+struct Rng(Xoshiro256PlusPlus);
 impl Rng {
+    fn from_clock() -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        Self(Xoshiro256PlusPlus::seed_from_u64(nanos as u64))
+    }
     fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
+        self.0.next_u64() % n
     }
 }
 
@@ -403,8 +407,7 @@ fn sigkill_at_random_moments_never_leaves_a_checkpoint_that_fails_to_load() {
     let path = dir.path().join("miner_checkpoint.pth");
     // Saves every 100 ms: the issue's bound (one interval) assumes a save takes less than an interval.
     let (interval, step_ms) = (10u64, 10u64);
-    let mut rng =
-        Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    let mut rng = Rng::from_clock();
     let mut last = 0u64;
     let (mut worst, mut replaced, mut behind) = (0u64, 0u64, 0u32);
     for kill in 0..60 {
@@ -488,8 +491,7 @@ fn the_real_binary_sigkilled_50_times_while_saving_always_resumes_from_a_good_ch
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("miner_checkpoint.pth");
     let every = 3u64;
-    let mut rng =
-        Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    let mut rng = Rng::from_clock();
     let (mut previous, mut worst, mut in_flight, mut replaced, mut behind) = (0u64, 0u64, 0u32, 0u64, 0u32);
     for kill in 0..50 {
         let mut child =

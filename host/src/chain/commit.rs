@@ -3,30 +3,9 @@
 //! `(hotkey: AccountId32, netuid: u16, uids: Vec<u16>, values: Vec<u16>, salt: Vec<u16>, version_key: u64)`.
 
 use blake2::{digest::consts::U32, Blake2b, Digest};
+use parity_scale_codec::Encode;
 
 use super::AccountId;
-
-/// SCALE compact encoding of a length.
-fn compact_len(out: &mut Vec<u8>, n: usize) {
-    let n = n as u64;
-    if n < 1 << 6 {
-        out.push((n << 2) as u8);
-    } else if n < 1 << 14 {
-        out.extend_from_slice(&(((n << 2) | 1) as u16).to_le_bytes());
-    } else if n < 1 << 30 {
-        out.extend_from_slice(&(((n << 2) | 2) as u32).to_le_bytes());
-    } else {
-        out.push(0b11 | (4 << 2));
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-    }
-}
-
-fn vec_u16(out: &mut Vec<u8>, v: &[u16]) {
-    compact_len(out, v.len());
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-}
 
 /// The bytes that are hashed (exposed for cross-checking against other encoders).
 pub fn commit_preimage(
@@ -37,14 +16,9 @@ pub fn commit_preimage(
     salt: &[u16],
     version_key: u64,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + 2 + 3 * 4 + 2 * (uids.len() + values.len() + salt.len()) + 8);
-    out.extend_from_slice(&hotkey.0);
-    out.extend_from_slice(&netuid.to_le_bytes());
-    vec_u16(&mut out, uids);
-    vec_u16(&mut out, values);
-    vec_u16(&mut out, salt);
-    out.extend_from_slice(&version_key.to_le_bytes());
-    out
+    // A tuple of references encodes as the tuple of values: the key as a
+    // fixed array (no length), the slices as `Vec<u16>` (compact length first).
+    (&hotkey.0, netuid, uids, values, salt, version_key).encode()
 }
 
 /// The hash a validator commits and later reveals against.
@@ -65,6 +39,8 @@ mod tests {
 
     #[test]
     fn compact_lengths() {
+        // The uids' length prefix, right after the key and netuid, in each
+        // width of SCALE's compact form: subtensor decodes `Vec<u16>` so.
         for (n, bytes) in [
             (0usize, vec![0u8]),
             (1, vec![4]),
@@ -73,9 +49,9 @@ mod tests {
             (16383, vec![253, 255]),
             (16384, vec![2, 0, 1, 0]),
         ] {
-            let mut out = Vec::new();
-            compact_len(&mut out, n);
-            assert_eq!(out, bytes, "{n}");
+            let pre = commit_preimage(&AccountId([0; 32]), 0, &vec![0; n], &[], &[], 0);
+            assert_eq!(pre[34..34 + bytes.len()], bytes, "{n}");
+            assert_eq!(pre.len(), 34 + bytes.len() + 2 * n + 1 + 1 + 8, "{n}");
         }
     }
 

@@ -47,6 +47,7 @@ struct Grammar {
 }
 
 impl Grammar {
+    // Its own splitmix64, not a crate's: this exact stream is the built-in corpus, which tests' thresholds rely on.
     fn next(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

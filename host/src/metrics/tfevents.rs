@@ -14,29 +14,10 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-const CASTAGNOLI: u32 = 0x82f6_3b78;
+use crc32c::crc32c;
 
-fn crc32c_table() -> &'static [u32; 256] {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { (c >> 1) ^ CASTAGNOLI } else { c >> 1 };
-            }
-            *slot = c;
-        }
-        t
-    })
-}
-
-/// CRC-32C (Castagnoli).
-pub fn crc32c(data: &[u8]) -> u32 {
-    let t = crc32c_table();
-    !data.iter().fold(!0u32, |c, &b| t[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
-}
-
+/// TFRecord's checksum mask: a CRC over data that itself holds CRCs is
+/// weak, so TFRecord stores the CRC-32C rotated and offset instead.
 fn masked(crc: u32) -> u32 {
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
@@ -142,5 +123,14 @@ mod tests {
     fn crc32c_check_value() {
         // The standard check value of CRC-32C over "123456789".
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn masked_crc_matches_tensorboards_reader() {
+        // Values from TensorBoard's own reader (`masked_crc32c` in the
+        // tensorboard package's tensorflow stub), which rejects a record
+        // whose stored CRC differs: the data and an 8-byte zero length.
+        assert_eq!(masked(crc32c(b"123456789")), 0xc78a_b0e5);
+        assert_eq!(masked(crc32c(&0u64.to_le_bytes())), 0x0798_0329);
     }
 }

@@ -5,7 +5,9 @@
 
 use neuron_plugin_api::{MinerResponse, ResponseStatus};
 
-use crate::{chain::Hyperparams, metrics::tfevents::crc32c, wallet::AccountId, weights::WeightsPipeline};
+use crc32c::crc32c;
+
+use crate::{chain::Hyperparams, wallet::AccountId, weights::WeightsPipeline};
 
 pub const MAGIC: &[u8; 4] = b"NHRC";
 pub const FORMAT_VERSION: u16 = 1;

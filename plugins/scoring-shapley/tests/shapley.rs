@@ -4,6 +4,8 @@
 
 use neuron_host::gpu::{GpuDevice, GpuOptions};
 use neuron_plugin_api::{top_k_logprobs, MinerResponse, ResponseStatus, ScorerPlugin, ScoringBatch, TokenBatch};
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use scoring_shapley::{Evaluation, ShapleyScorer};
 
 fn scorer(config: &str) -> ShapleyScorer {
@@ -11,15 +13,14 @@ fn scorer(config: &str) -> ShapleyScorer {
     ShapleyScorer::new(gpu.context("test").into_gpu(), config).expect("scorer builds")
 }
 
-/// splitmix64: reproducible inputs without a dependency.
-struct Rng(u64);
+/// Seeded draws: the same inputs on every run, so a failure reproduces.
+struct Rng(Xoshiro256PlusPlus);
 impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(Xoshiro256PlusPlus::seed_from_u64(seed))
+    }
     fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn below(&mut self, n: usize) -> usize {
         (self.unit() * n as f64) as usize % n
@@ -167,7 +168,7 @@ fn ragged(r: &mut Rng, step: &Step, miners: u16) -> Vec<MinerResponse> {
 #[test]
 fn cross_entropy_and_position_kernels_match_the_cpu_reference() {
     let mut s = scorer("");
-    let mut r = Rng(42);
+    let mut r = Rng::new(42);
     for (positions, vocab) in [(1usize, 17usize), (37, 256), (300, 101)] {
         let step = Step::new(&mut r, positions, vocab);
         let responses = ragged(&mut r, &step, 5);
@@ -195,7 +196,7 @@ fn cross_entropy_and_position_kernels_match_the_cpu_reference() {
 
 #[test]
 fn divergence_kernels_match_the_cpu_reference() {
-    let mut r = Rng(7);
+    let mut r = Rng::new(7);
     // Scratch for 64 positions at a time: the last shape runs in 5 chunks, the last one ragged.
     for (positions, vocab, config, chunk) in [
         (37usize, 50usize, "logits_divergence = 0.5", 64u64),
@@ -236,7 +237,7 @@ fn divergence_kernels_match_the_cpu_reference() {
 
 #[test]
 fn pair_and_value_kernels_match_the_cpu_reference() {
-    let mut r = Rng(3);
+    let mut r = Rng::new(3);
     for (positions, vocab, miners, config) in [
         (1usize, 17usize, 3u16, "min_loss = 0.5"),
         (37, 256, 6, "scaling_law_power = 0.7\nsynergy_scaling_law_power = 0.3\nlogits_divergence = 0.3"),
@@ -297,7 +298,7 @@ fn pair_and_value_kernels_match_the_cpu_reference() {
 #[test]
 fn a_miner_that_knows_the_next_token_outranks_noise_and_failures_score_zero() {
     let mut s = scorer("");
-    let mut r = Rng(11);
+    let mut r = Rng::new(11);
     let step = Step::new(&mut r, 64, 256);
     let good = answer(0, &step.logits(&mut r, 2.0, 12.0), 8);
     let noise = answer(1, &step.logits(&mut r, 2.0, 0.0), 8);
@@ -334,7 +335,7 @@ fn complementary(r: &mut Rng, step: &Step) -> (MinerResponse, MinerResponse) {
 
 #[test]
 fn a_copy_gains_nothing_from_synergy() {
-    let mut r = Rng(5);
+    let mut r = Rng::new(5);
     let step = Step::new(&mut r, 90, 64);
     let (a, b) = complementary(&mut r, &step);
     let mut copy = a.clone();
@@ -357,7 +358,7 @@ fn a_copy_gains_nothing_from_synergy() {
 
 #[test]
 fn a_miner_far_from_the_others_is_penalised() {
-    let mut r = Rng(9);
+    let mut r = Rng::new(9);
     let step = Step::new(&mut r, 48, 128);
     // Five miners around one shared model, and one with a model of its own.
     let shared = step.logits(&mut r, 3.0, 6.0);
@@ -385,7 +386,7 @@ fn a_miner_far_from_the_others_is_penalised() {
 
 #[test]
 fn prune_len_keeps_the_best_n_miners() {
-    let mut r = Rng(13);
+    let mut r = Rng::new(13);
     let step = Step::new(&mut r, 40, 128);
     let skills = [2.0, 9.0, 0.0, 6.0, 4.0];
     let mut responses: Vec<MinerResponse> =
@@ -404,7 +405,7 @@ fn prune_len_keeps_the_best_n_miners() {
 
 #[test]
 fn evaluation_is_deterministic() {
-    let mut r = Rng(17);
+    let mut r = Rng::new(17);
     let step = Step::new(&mut r, 333, 97);
     let responses = ragged(&mut r, &step, 7);
     let mut s = scorer("logits_divergence = 1");

@@ -11,6 +11,8 @@ use std::{
 use gpt::{Gpt, GptOptions};
 use neuron_host::gpu::{GpuDevice, GpuOptions};
 use neuron_plugin_api::{Gpu, Tensor};
+use rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 pub fn device() -> Arc<GpuDevice> {
     static GPU: OnceLock<Arc<GpuDevice>> = OnceLock::new();
@@ -30,17 +32,14 @@ pub fn model_with_binding_limit(config: &str, bytes: u64) -> Gpt {
 }
 
 /// Deterministic pseudo-random numbers for test inputs.
-pub struct Rand(u64);
+pub struct Rand(Xoshiro256PlusPlus);
 
 impl Rand {
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
+        Self(Xoshiro256PlusPlus::seed_from_u64(seed))
     }
     pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next_u64()
     }
     /// Uniform in [-1, 1).
     pub fn unit(&mut self) -> f32 {
