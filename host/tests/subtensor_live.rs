@@ -12,10 +12,10 @@ mod subtensor_support;
 use std::sync::Arc;
 
 use neuron_host::chain::{
+    commits::CommitStore,
+    policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
     subtensor::{
         self,
-        commits::CommitStore,
-        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
         signer::{HotkeySigner, Sr25519Keypair},
         Endpoint, NodeConfig,
     },

@@ -12,7 +12,9 @@
 //! Everything above this trait (scheduler, roles) is backend-agnostic.
 
 pub mod commit;
+pub mod commits;
 pub mod local;
+pub mod policy;
 pub mod subtensor;
 pub mod yuma;
 

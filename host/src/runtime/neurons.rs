@@ -22,7 +22,7 @@ use super::{
     validator::{EpochReport, Validator},
 };
 use crate::{
-    chain::{subtensor::commits::CommitStore, AccountId, Chain},
+    chain::{commits::CommitStore, AccountId, Chain},
     config::{Config, Role},
     data::{Dataset, Tokenizer},
     error::{Error, Result},

@@ -37,10 +37,8 @@ use super::{
 };
 use crate::{
     chain::{
-        subtensor::{
-            commits::CommitStore,
-            policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
-        },
+        commits::CommitStore,
+        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
         AccountId, Chain, Metagraph, NetUid,
     },
     data::Dataset,

@@ -27,9 +27,7 @@
 
 pub mod blocks;
 pub mod calls;
-pub mod commits;
 pub mod errors;
-pub mod policy;
 pub mod reads;
 pub mod runtime;
 pub mod signer;
@@ -48,13 +46,13 @@ use tokio::sync::Mutex;
 
 use self::{
     calls::{encode_error, SubtensorCall, SubxtSigner},
-    commits::CommitStore,
     reads::{ExtraParams, RawHyperparams, RawMetagraph, RawNeuronLite},
     runtime::{ExtensionParams, Mortality, Subtensor},
     signer::HotkeySigner,
 };
 use super::{
-    AccountId, AxonInfo, BlockStream, Chain, ChainError, DispatchError, EpochStatus, Hyperparams, Metagraph, NetUid,
+    commits::CommitStore, AccountId, AxonInfo, BlockStream, Chain, ChainError, DispatchError, EpochStatus, Hyperparams,
+    Metagraph, NetUid,
 };
 
 /// The public finney endpoint (as the Bittensor SDK names it).

@@ -13,8 +13,11 @@
 //!   `CommitRevealDisabled` on a commit: switch to `set_weights`;
 //! - anything else is returned to the caller.
 
-use super::commits::{hex, CommitStore, PendingCommit};
-use crate::chain::{commit::commit_hash, Chain, ChainError, DispatchError, NetUid};
+use super::{
+    commit::commit_hash,
+    commits::{hex, CommitStore, PendingCommit},
+    Chain, ChainError, DispatchError, NetUid,
+};
 
 /// Tuning of [`submit_weights_with_policy`].
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 //! are lost).
 //!
 //! A commit made at block `b` belongs to epoch `epoch_index(b)` (see
-//! [`super::reads::epoch_status`]) and may be revealed only in epoch
+//! [`super::subtensor::reads::epoch_status`]) and may be revealed only in epoch
 //! `epoch_index(b) + reveal_period`; after that it has expired.
 
 use std::{path::PathBuf, sync::Mutex};
