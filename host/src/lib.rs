@@ -24,6 +24,7 @@ pub mod plugins;
 pub mod record;
 pub mod report;
 pub mod runtime;
+pub mod scores;
 pub mod wallet;
 pub mod weights;
 

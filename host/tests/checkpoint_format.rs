@@ -170,8 +170,8 @@ fn runtime_checkpoints_open_in_an_independent_reader() {
         runtime::{
             checkpoints::{DataPosition, MinerCheckpoint, ModelState, PluginIdentity, ValidatorCheckpoint},
             schedule::LrSchedule,
-            scores::UidStats,
         },
+        scores::UidStats,
     };
     use neuron_plugin_api::Tensor;
     let python = std::env::var("NEURON_TEST_PYTHON")

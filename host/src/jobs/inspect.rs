@@ -5,7 +5,7 @@ use std::path::Path;
 
 use neuron_plugin_api::{PluginKinds, ABI_VERSION};
 
-use crate::{config::Config, error::Result, jobs::plugin_check::open_gpu, plugins::LoadedPlugin};
+use crate::{config::Config, error::Result, plugins::LoadedPlugin, runtime::plugin_set::open_gpu};
 
 pub fn inspect(path: &Path, config: &Config, instantiate: bool) -> Result<()> {
     let plugin = LoadedPlugin::load(path)?;

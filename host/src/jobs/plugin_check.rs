@@ -9,8 +9,9 @@ use neuron_plugin_api::{MinerResponse, OutputRequest, PluginKinds, ResponseStatu
 use crate::{
     config::Config,
     error::{Error, Result},
-    gpu::{GpuDevice, Requirement},
+    gpu::GpuDevice,
     plugins::{load_all, LoadedPlugin},
+    runtime::plugin_set::open_gpu,
 };
 
 const TEXT: &str = "the miner trains, the validator scores, the chain keeps the weights. ";
@@ -18,13 +19,6 @@ const TEXT: &str = "the miner trains, the validator scores, the chain keeps the 
 pub struct CheckOptions {
     pub steps: u32,
     pub learning_rate: f32,
-}
-
-/// Opens the GPU with every plugin's requirements.
-pub fn open_gpu(config: &Config, plugins: &[LoadedPlugin]) -> Result<Arc<GpuDevice>> {
-    let reqs: Vec<Requirement<'_>> =
-        plugins.iter().map(|p| Requirement { plugin: p.name(), gpu: &p.info().gpu }).collect();
-    GpuDevice::open(&config.gpu_options(), &reqs)
 }
 
 pub fn run(config: &Config, options: &CheckOptions) -> Result<()> {

@@ -35,14 +35,13 @@ use crate::{
     config::Config,
     error::{Error, Result},
     gpu::GpuDevice,
-    jobs::plugin_check::open_gpu,
     plugins::{load_all, LoadedPlugin, PluginScorer},
     record::{EpochRecord, Frame, RecordReader, Snapshot, StepRecord},
     runtime::{
-        plugin_set::build_scorer,
-        scores::ScoreBook,
+        plugin_set::{build_scorer, open_gpu},
         scoring::{epoch_weights, outcome, WeightRules},
     },
+    scores::ScoreBook,
 };
 
 pub struct RescoreOptions {

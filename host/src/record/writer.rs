@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    runtime::scores::ScoreBook,
+    scores::ScoreBook,
 };
 
 /// What to do when the record reaches its size bound (`validator.record.when_full`).

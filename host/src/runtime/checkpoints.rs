@@ -36,7 +36,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use neuron_plugin_api::{DType, StateGroup, Tensor, TensorSpec};
 
-use super::{schedule::LrSchedule, scores::UidStats};
+use super::schedule::LrSchedule;
+use crate::scores::UidStats;
 use crate::{
     chain::AccountId,
     checkpoint::{

@@ -11,7 +11,6 @@ pub mod plugin_set;
 pub mod progress;
 pub mod schedule;
 pub mod scorer_slot;
-pub mod scores;
 pub mod scoring;
 pub mod service;
 pub mod subnet;

@@ -85,9 +85,7 @@ impl PluginSet {
 
     /// Opens the GPU with every loaded plugin's requirements.
     pub fn open_gpu(&self, config: &Config) -> Result<Arc<GpuDevice>> {
-        let reqs: Vec<Requirement<'_>> =
-            self.libraries.iter().map(|p| Requirement { plugin: p.name(), gpu: &p.info().gpu }).collect();
-        GpuDevice::open(&config.gpu_options(), &reqs)
+        open_gpu(config, &self.libraries)
     }
 
     /// The scorer, built with the network preset's values for the scoring keys
@@ -117,6 +115,13 @@ impl PluginSet {
         table.entry("seed").or_insert(toml::Value::Integer(seed as i64));
         Ok(toml::to_string(&table).unwrap_or_default())
     }
+}
+
+/// Opens the GPU (`[gpu]`) with the requirements every plugin of `plugins` declares.
+pub fn open_gpu(config: &Config, plugins: &[LoadedPlugin]) -> Result<Arc<GpuDevice>> {
+    let reqs: Vec<Requirement<'_>> =
+        plugins.iter().map(|p| Requirement { plugin: p.name(), gpu: &p.info().gpu }).collect();
+    GpuDevice::open(&config.gpu_options(), &reqs)
 }
 
 /// Picks the scorer among `candidates` (indices into `libraries`): the one

@@ -31,15 +31,13 @@ use std::{
 
 use neuron_plugin_api::{MinerResponse, PluginKinds, Scores, ScoringBatch};
 
-use super::{
-    plugin_set::{build_scorer, select_scorer},
-    scores::ScoreBook,
-};
+use super::plugin_set::{build_scorer, select_scorer};
 use crate::{
     config::{Config, Override, ValidatorSettings},
     error::{Error, Result},
     gpu::GpuDevice,
     plugins::{LoadedPlugin, PluginScorer},
+    scores::ScoreBook,
 };
 
 /// Validator keys a reload applies without a restart. (`model_reset_every`

@@ -6,7 +6,7 @@
 
 use neuron_plugin_api::ResponseStatus;
 
-use super::scores::{Outcome, ScoreBook};
+use crate::scores::{Outcome, ScoreBook};
 use crate::weights::{emit, WeightLimits, WeightsError, WeightsPipeline};
 
 /// What one queried uid's step counts as: an answer when the scorer gave it a

@@ -31,7 +31,6 @@ use super::{
     miner::unix_time,
     schedule::LrSchedule,
     scorer_slot::ScorerSlot,
-    scores::{Outcome, ScoreBook},
     scoring::{epoch_weights, outcome, WeightRules},
     training::{Trainer, TrainerSettings},
 };
@@ -53,6 +52,7 @@ use crate::{
         BookState, EpochRecord, RecordSettings, RecordedNeuron, RecordedResponse, Recorder, StepRecord,
         WeightsOutcomeCode,
     },
+    scores::{Outcome, ScoreBook},
     wallet::Keypair,
     weights::WeightsPipeline,
 };
