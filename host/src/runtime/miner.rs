@@ -284,6 +284,13 @@ pub fn unix_time() -> f64 {
 }
 
 impl MinerHandle {
+    /// The flag that ends training: set it to have the miner finish its step and save, ahead of
+    /// [`Self::stop`] (a subnet tells every miner at once, before the validator's final save
+    /// competes with their training for the GPU).
+    pub fn stop_signal(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
     /// Stops answering queries (the server keeps running and answers 503).
     pub fn stop_answering(&self) {
         self.answering.store(false, Ordering::Release);

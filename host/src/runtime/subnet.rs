@@ -140,6 +140,25 @@ impl SubnetRun {
             miners.push(handle);
         }
 
+        // Every miner is told to stop as soon as the run ends (the last epoch's report, or Ctrl-C),
+        // so their last steps and saves overlap the validator's final save instead of competing
+        // with a subnet still training.
+        let miner_stops: Vec<Arc<AtomicBool>> = miners.iter().map(MinerHandle::stop_signal).collect();
+        let stop_miners = {
+            let stops = miner_stops.clone();
+            move || stops.iter().for_each(|s| s.store(true, Ordering::Release))
+        };
+        let ctrl_c = {
+            let (stop, stop_miners) = (self.stop.clone(), stop_miners.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Acquire) {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                stop_miners();
+            })
+        };
+        let last_epoch = config.epochs;
+
         // The validator.
         let on_epoch = self.on_epoch;
         let validator = builder.validator(ValidatorSpec {
@@ -158,6 +177,9 @@ impl SubnetRun {
                         tracing::info!(target: "neuron_host::subnet", "{name} stops answering queries (subnet.miners: stop_answering_after = {after})");
                     }
                 }
+                if last_epoch > 0 && report.epoch >= last_epoch {
+                    stop_miners();
+                }
                 clear_progress_line();
                 on_epoch(report);
             }),
@@ -166,6 +188,7 @@ impl SubnetRun {
         let validator = match validator {
             Ok(v) => v,
             Err(e) => {
+                ctrl_c.abort();
                 stop_all(miners).await;
                 return Err(e);
             }
@@ -185,6 +208,7 @@ impl SubnetRun {
         progress.abort();
         clear_progress_line();
 
+        ctrl_c.abort();
         let trained = stop_all(miners).await;
         net.stop()?;
         builder.flush_runlog();
