@@ -382,16 +382,188 @@ pub enum Loaded {
 /// Opcodes a pickle may run before it is refused (a hostile file must not
 /// spin or exhaust memory).
 const MAX_OPS: usize = 50_000_000;
+/// Containers within containers. A state dict nests four deep; anything deeper than this is
+/// refused before it is built, so reading, converting and dropping a value never recurse far.
+pub const MAX_DEPTH: u32 = 256;
+/// Values a pickle may build, the copies memo lookups make included (a "memo bomb" copies a value
+/// into itself over and over). A state dict of ten thousand tensors builds well under a million.
+pub const MAX_VALUES: u64 = 4_000_000;
+/// Bytes of text a pickle may build, memo copies included.
+pub const MAX_TEXT_BYTES: u64 = 256 << 20;
+
+/// The size of a value on the stack: how deep it nests, how many values and bytes of text it
+/// holds. Kept beside each value so every limit is checked in O(1) as the value is built.
+#[derive(Clone, Copy, Debug, Default)]
+struct Shape {
+    depth: u32,
+    values: u64,
+    text: u64,
+}
+
+impl Shape {
+    fn leaf(o: &Obj) -> Shape {
+        Shape { depth: 0, values: 1, text: if let Obj::Str(s) = o { s.len() as u64 } else { 0 } }
+    }
+
+    /// `self` (a container) with `item` put in it.
+    fn holding(self, item: Shape) -> Result<Shape, PickleError> {
+        let depth = self.depth.max(item.depth + 1);
+        if depth > MAX_DEPTH {
+            return err(format!("the pickle nests containers more than {MAX_DEPTH} deep; a checkpoint nests a few"));
+        }
+        Ok(Shape { depth, values: self.values + item.values, text: self.text + item.text })
+    }
+}
+
+/// What the pickle has built so far, against [`MAX_VALUES`] and [`MAX_TEXT_BYTES`].
+#[derive(Default)]
+struct Budget {
+    values: u64,
+    text: u64,
+}
+
+impl Budget {
+    /// Counts `built` new values and text (a new leaf, or a whole copy from the memo).
+    fn spend(&mut self, built: Shape) -> Result<(), PickleError> {
+        self.values += built.values;
+        self.text += built.text;
+        if self.values > MAX_VALUES {
+            return err(format!(
+                "the pickle builds more than {MAX_VALUES} values (memo copies included); refusing the file"
+            ));
+        }
+        if self.text > MAX_TEXT_BYTES {
+            return err(format!(
+                "the pickle builds more than {MAX_TEXT_BYTES} bytes of text (memo copies included); refusing the file"
+            ));
+        }
+        Ok(())
+    }
+}
 
 enum Slot {
     Mark,
-    Obj(Obj),
+    Obj(Obj, Shape),
+}
+
+/// The value stack, each value with its [`Shape`], and the budget every new value is paid from.
+#[derive(Default)]
+struct Machine {
+    stack: Vec<Slot>,
+    memo: HashMap<u32, (Obj, Shape)>,
+    budget: Budget,
+}
+
+impl Machine {
+    /// Pushes a new value that holds nothing (a scalar, a string, an empty container).
+    fn push_leaf(&mut self, o: Obj) -> Result<(), PickleError> {
+        let shape = Shape::leaf(&o);
+        self.budget.spend(shape)?;
+        self.stack.push(Slot::Obj(o, shape));
+        Ok(())
+    }
+
+    /// Pushes a new container holding `items` (already paid for).
+    fn push_container(&mut self, o: Obj, items: &[Shape]) -> Result<(), PickleError> {
+        let mut shape = Shape::leaf(&o);
+        self.budget.spend(shape)?;
+        for &item in items {
+            shape = shape.holding(item)?;
+        }
+        self.stack.push(Slot::Obj(o, shape));
+        Ok(())
+    }
+
+    /// Pushes a value derived from popped ones (already paid for), as deep as they were.
+    fn push_derived(&mut self, o: Obj, from: &[Shape]) -> Result<(), PickleError> {
+        let mut shape = Shape::leaf(&o);
+        self.budget.spend(shape)?;
+        shape.depth = from.iter().map(|s| s.depth).max().unwrap_or(0);
+        self.stack.push(Slot::Obj(o, shape));
+        Ok(())
+    }
+
+    /// A copy of the top value for the memo (paid for: the copy is real memory).
+    fn put(&mut self, idx: u32, at: usize) -> Result<(), PickleError> {
+        let Some(Slot::Obj(o, shape)) = self.stack.last() else {
+            return err(format!("PUT at byte {at} without a value"));
+        };
+        let copy = (o.clone(), *shape);
+        self.budget.spend(copy.1)?;
+        self.memo.insert(idx, copy);
+        Ok(())
+    }
+
+    /// A copy of memo entry `idx` pushed (paid for before it is made).
+    fn get(&mut self, idx: u32, at: usize) -> Result<(), PickleError> {
+        let Some((_, shape)) = self.memo.get(&idx) else {
+            return err(format!("GET of unknown memo {idx} at byte {at}"));
+        };
+        let shape = *shape;
+        self.budget.spend(shape)?;
+        let o = self.memo[&idx].0.clone();
+        self.stack.push(Slot::Obj(o, shape));
+        Ok(())
+    }
+
+    fn pop_str(&mut self) -> Result<String, PickleError> {
+        match self.stack.pop() {
+            Some(Slot::Obj(Obj::Str(s), _)) => Ok(s),
+            _ => err("STACK_GLOBAL without two strings"),
+        }
+    }
+
+    fn pop_n(&mut self, n: usize, at: usize) -> Result<Vec<(Obj, Shape)>, PickleError> {
+        if self.stack.len() < n {
+            return err(format!("an opcode at byte {at} needs {n} values on the stack"));
+        }
+        self.stack
+            .split_off(self.stack.len() - n)
+            .into_iter()
+            .map(|s| match s {
+                Slot::Obj(o, shape) => Ok((o, shape)),
+                Slot::Mark => err(format!("an opcode at byte {at} met a MARK where it needed a value")),
+            })
+            .collect()
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<(Obj, Shape)>, PickleError> {
+        let Some(mark) = self.stack.iter().rposition(|s| matches!(s, Slot::Mark)) else {
+            return err("an opcode needs a MARK that is not there");
+        };
+        let items = self.stack.split_off(mark + 1);
+        self.stack.pop();
+        Ok(items
+            .into_iter()
+            .map(|s| match s {
+                Slot::Obj(o, shape) => (o, shape),
+                Slot::Mark => unreachable!("the last mark was found above"),
+            })
+            .collect())
+    }
+
+    /// Puts `items` into the container on top of the stack, if `fits` accepts it.
+    fn extend_top(
+        &mut self,
+        items: Vec<(Obj, Shape)>,
+        fits: impl FnOnce(&mut Obj, Vec<Obj>) -> bool,
+    ) -> Result<bool, PickleError> {
+        let Some(Slot::Obj(container, shape)) = self.stack.last_mut() else { return Ok(false) };
+        let mut grown = *shape;
+        for (_, s) in &items {
+            grown = grown.holding(*s)?;
+        }
+        if !fits(container, items.into_iter().map(|(o, _)| o).collect()) {
+            return Ok(false);
+        }
+        *shape = grown;
+        Ok(true)
+    }
 }
 
 /// Reads a pickle with the restricted machine described in the module docs.
 pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
-    let mut stack: Vec<Slot> = Vec::new();
-    let mut memo: HashMap<u32, Obj> = HashMap::new();
+    let mut m = Machine::default();
     let mut pos = 0usize;
     for _ in 0..MAX_OPS {
         let at = pos;
@@ -407,26 +579,26 @@ pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
                 take(data, &mut pos, 8)?;
             }
             op::STOP => {
-                return match (stack.pop(), stack.is_empty()) {
-                    (Some(Slot::Obj(o)), true) => finish(o),
+                return match (m.stack.pop(), m.stack.is_empty()) {
+                    (Some(Slot::Obj(o, _)), true) => finish(o),
                     _ => err("the pickle does not end with exactly one value"),
                 };
             }
-            op::MARK => stack.push(Slot::Mark),
-            op::EMPTY_DICT => stack.push(Slot::Obj(Obj::Dict(Vec::new()))),
-            op::EMPTY_LIST => stack.push(Slot::Obj(Obj::List(Vec::new()))),
-            op::EMPTY_TUPLE => stack.push(Slot::Obj(Obj::Tuple(Vec::new()))),
-            op::NONE => stack.push(Slot::Obj(Obj::None)),
-            op::NEWTRUE => stack.push(Slot::Obj(Obj::Bool(true))),
-            op::NEWFALSE => stack.push(Slot::Obj(Obj::Bool(false))),
-            op::BININT1 => stack.push(Slot::Obj(Obj::Int(i64::from(take(data, &mut pos, 1)?[0])))),
+            op::MARK => m.stack.push(Slot::Mark),
+            op::EMPTY_DICT => m.push_leaf(Obj::Dict(Vec::new()))?,
+            op::EMPTY_LIST => m.push_leaf(Obj::List(Vec::new()))?,
+            op::EMPTY_TUPLE => m.push_leaf(Obj::Tuple(Vec::new()))?,
+            op::NONE => m.push_leaf(Obj::None)?,
+            op::NEWTRUE => m.push_leaf(Obj::Bool(true))?,
+            op::NEWFALSE => m.push_leaf(Obj::Bool(false))?,
+            op::BININT1 => m.push_leaf(Obj::Int(i64::from(take(data, &mut pos, 1)?[0])))?,
             op::BININT2 => {
                 let b = take(data, &mut pos, 2)?;
-                stack.push(Slot::Obj(Obj::Int(i64::from(u16::from_le_bytes([b[0], b[1]])))));
+                m.push_leaf(Obj::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))))?;
             }
             op::BININT => {
                 let b = take(data, &mut pos, 4)?;
-                stack.push(Slot::Obj(Obj::Int(i64::from(i32::from_le_bytes(b.try_into().expect("4 bytes"))))));
+                m.push_leaf(Obj::Int(i64::from(i32::from_le_bytes(b.try_into().expect("4 bytes")))))?;
             }
             op::LONG1 => {
                 let n = take(data, &mut pos, 1)?[0] as usize;
@@ -436,11 +608,11 @@ pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
                 let b = take(data, &mut pos, n)?;
                 let mut bytes = if b.last().is_some_and(|x| x & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
                 bytes[..n].copy_from_slice(b);
-                stack.push(Slot::Obj(Obj::Int(i64::from_le_bytes(bytes))));
+                m.push_leaf(Obj::Int(i64::from_le_bytes(bytes)))?;
             }
             op::BINFLOAT => {
                 let b = take(data, &mut pos, 8)?;
-                stack.push(Slot::Obj(Obj::Float(f64::from_be_bytes(b.try_into().expect("8 bytes")))));
+                m.push_leaf(Obj::Float(f64::from_be_bytes(b.try_into().expect("8 bytes"))))?;
             }
             op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => {
                 let n = match code {
@@ -451,65 +623,75 @@ pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
                 };
                 let text = take(data, &mut pos, n)?;
                 let s = std::str::from_utf8(text).map_err(|_| PickleError(format!("a string at byte {at} is not UTF-8")))?;
-                stack.push(Slot::Obj(Obj::Str(s.to_string())));
+                m.push_leaf(Obj::Str(s.to_string()))?;
             }
             op::GLOBAL => {
                 let module = read_line(data, &mut pos)?;
                 let name = read_line(data, &mut pos)?;
-                stack.push(Slot::Obj(global(&module, &name)?));
+                m.push_leaf(global(&module, &name)?)?;
             }
             op::STACK_GLOBAL => {
-                let name = pop_str(&mut stack)?;
-                let module = pop_str(&mut stack)?;
-                stack.push(Slot::Obj(global(&module, &name)?));
+                let name = m.pop_str()?;
+                let module = m.pop_str()?;
+                m.push_leaf(global(&module, &name)?)?;
             }
-            op::TUPLE => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Slot::Obj(Obj::Tuple(items)));
-            }
-            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
-                let n = (code - op::TUPLE1 + 1) as usize;
-                let items = pop_n(&mut stack, n, at)?;
-                stack.push(Slot::Obj(Obj::Tuple(items)));
+            op::TUPLE | op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                let items = match code {
+                    op::TUPLE => m.pop_mark()?,
+                    _ => m.pop_n((code - op::TUPLE1 + 1) as usize, at)?,
+                };
+                let shapes: Vec<Shape> = items.iter().map(|(_, s)| *s).collect();
+                m.push_container(Obj::Tuple(items.into_iter().map(|(o, _)| o).collect()), &shapes)?;
             }
             op::SETITEM | op::SETITEMS => {
-                let items = if code == op::SETITEM { pop_n(&mut stack, 2, at)? } else { pop_mark(&mut stack)? };
+                let items = if code == op::SETITEM { m.pop_n(2, at)? } else { m.pop_mark()? };
                 if items.len() % 2 != 0 {
                     return err(format!("SETITEMS at byte {at} with an odd number of items"));
                 }
-                let mut it = items.into_iter();
-                let mut pairs = Vec::new();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    pairs.push((k, v));
-                }
-                match stack.last_mut() {
-                    Some(Slot::Obj(Obj::Dict(e) | Obj::OrderedDict(e))) => e.extend(pairs),
-                    _ => return err(format!("SETITEMS at byte {at} on something that is not a dict")),
+                let set = m.extend_top(items, |container, objs| match container {
+                    Obj::Dict(e) | Obj::OrderedDict(e) => {
+                        let mut it = objs.into_iter();
+                        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                            e.push((k, v));
+                        }
+                        true
+                    }
+                    _ => false,
+                })?;
+                if !set {
+                    return err(format!("SETITEMS at byte {at} on something that is not a dict"));
                 }
             }
             op::APPEND | op::APPENDS => {
-                let items = if code == op::APPEND { pop_n(&mut stack, 1, at)? } else { pop_mark(&mut stack)? };
-                match stack.last_mut() {
-                    Some(Slot::Obj(Obj::List(l))) => l.extend(items),
-                    _ => return err(format!("APPENDS at byte {at} on something that is not a list")),
+                let items = if code == op::APPEND { m.pop_n(1, at)? } else { m.pop_mark()? };
+                let appended = m.extend_top(items, |container, objs| match container {
+                    Obj::List(l) => {
+                        l.extend(objs);
+                        true
+                    }
+                    _ => false,
+                })?;
+                if !appended {
+                    return err(format!("APPENDS at byte {at} on something that is not a list"));
                 }
             }
             op::BINPERSID => {
-                let pid = pop_n(&mut stack, 1, at)?.pop().expect("one item");
-                stack.push(Slot::Obj(Obj::Storage(storage_ref(pid).map_err(|e| PickleError(format!("{} (at byte {at})", e.0)))?)));
+                let (pid, _) = m.pop_n(1, at)?.pop().expect("one item");
+                let storage = storage_ref(pid).map_err(|e| PickleError(format!("{} (at byte {at})", e.0)))?;
+                m.push_leaf(Obj::Storage(storage))?;
             }
             op::REDUCE => {
-                let mut pair = pop_n(&mut stack, 2, at)?;
-                let args = pair.pop().expect("two items");
-                let callable = pair.pop().expect("two items");
+                let mut pair = m.pop_n(2, at)?;
+                let (args, args_shape) = pair.pop().expect("two items");
+                let (callable, _) = pair.pop().expect("two items");
                 let result = reduce(callable, args).map_err(|e| PickleError(format!("{} (at byte {at})", e.0)))?;
-                stack.push(Slot::Obj(result));
+                m.push_derived(result, &[args_shape])?;
             }
             // `OrderedDict.__reduce__` sets instance attributes with BUILD; a
             // state dict's only one is `_metadata` (module versions), which the
             // host does not need. Anything else is refused.
             op::BUILD => {
-                let state = pop_n(&mut stack, 1, at)?.pop().expect("one item");
+                let (state, _) = m.pop_n(1, at)?.pop().expect("one item");
                 let Obj::Dict(attributes) = state else {
                     return err(format!("BUILD at byte {at} with a state that is not a dict of attributes"));
                 };
@@ -520,7 +702,7 @@ pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
                     };
                     return err(format!("BUILD at byte {at} sets attribute `{name}`; a state dict carries only `_metadata`"));
                 }
-                if !matches!(stack.last(), Some(Slot::Obj(Obj::OrderedDict(_)))) {
+                if !matches!(m.stack.last(), Some(Slot::Obj(Obj::OrderedDict(_), _))) {
                     return err(format!("BUILD at byte {at} on something that is not an OrderedDict"));
                 }
             }
@@ -530,17 +712,11 @@ pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
                 } else {
                     u32::from_le_bytes(take(data, &mut pos, 4)?.try_into().expect("4 bytes"))
                 };
-                match stack.last() {
-                    Some(Slot::Obj(o)) => memo.insert(idx, o.clone()),
-                    _ => return err(format!("PUT at byte {at} without a value")),
-                };
+                m.put(idx, at)?;
             }
             op::MEMOIZE => {
-                let idx = memo.len() as u32;
-                match stack.last() {
-                    Some(Slot::Obj(o)) => memo.insert(idx, o.clone()),
-                    _ => return err(format!("MEMOIZE at byte {at} without a value")),
-                };
+                let idx = m.memo.len() as u32;
+                m.put(idx, at)?;
             }
             op::BINGET | op::LONG_BINGET => {
                 let idx = if code == op::BINGET {
@@ -548,8 +724,7 @@ pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
                 } else {
                     u32::from_le_bytes(take(data, &mut pos, 4)?.try_into().expect("4 bytes"))
                 };
-                let obj = memo.get(&idx).cloned().ok_or_else(|| PickleError(format!("GET of unknown memo {idx} at byte {at}")))?;
-                stack.push(Slot::Obj(obj));
+                m.get(idx, at)?;
             }
             other => {
                 return err(format!(
@@ -580,42 +755,6 @@ fn read_line(data: &[u8], pos: &mut usize) -> Result<String, PickleError> {
     let s = std::str::from_utf8(&rest[..end]).map_err(|_| PickleError("a GLOBAL name is not UTF-8".into()))?;
     *pos += end + 1;
     Ok(s.to_string())
-}
-
-fn pop_str(stack: &mut Vec<Slot>) -> Result<String, PickleError> {
-    match stack.pop() {
-        Some(Slot::Obj(Obj::Str(s))) => Ok(s),
-        _ => err("STACK_GLOBAL without two strings"),
-    }
-}
-
-fn pop_n(stack: &mut Vec<Slot>, n: usize, at: usize) -> Result<Vec<Obj>, PickleError> {
-    if stack.len() < n {
-        return err(format!("an opcode at byte {at} needs {n} values on the stack"));
-    }
-    stack
-        .split_off(stack.len() - n)
-        .into_iter()
-        .map(|s| match s {
-            Slot::Obj(o) => Ok(o),
-            Slot::Mark => err(format!("an opcode at byte {at} met a MARK where it needed a value")),
-        })
-        .collect()
-}
-
-fn pop_mark(stack: &mut Vec<Slot>) -> Result<Vec<Obj>, PickleError> {
-    let Some(mark) = stack.iter().rposition(|s| matches!(s, Slot::Mark)) else {
-        return err("an opcode needs a MARK that is not there");
-    };
-    let items = stack.split_off(mark + 1);
-    stack.pop();
-    items
-        .into_iter()
-        .map(|s| match s {
-            Slot::Obj(o) => Ok(o),
-            Slot::Mark => unreachable!("the last mark was found above"),
-        })
-        .collect()
 }
 
 fn global(module: &str, name: &str) -> Result<Obj, PickleError> {
@@ -713,4 +852,63 @@ fn finish(o: Obj) -> Result<Loaded, PickleError> {
         Obj::Tensor(t) => Loaded::Tensor(t),
         other => return err(format!("{} left over where a value belongs", describe(&other))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn pickle(body: &[u8]) -> Vec<u8> {
+        let mut p = vec![op::PROTO, 2];
+        p.extend_from_slice(body);
+        p.push(op::STOP);
+        p
+    }
+
+    #[test]
+    fn a_memo_bomb_is_refused_before_it_grows() {
+        // memo[0] = []; then again and again: two copies of memo[0], one appended to the other,
+        // the result put back as memo[0]: every round doubles what a lookup copies (1 KiB of
+        // pickle asks for 2^200 values). The budget counts copies, so it stops at once.
+        let mut body = vec![op::EMPTY_LIST, op::BINPUT, 0];
+        for _ in 0..200 {
+            body.extend_from_slice(&[op::BINGET, 0, op::BINGET, 0, op::APPEND, op::BINPUT, 0]);
+        }
+        let started = Instant::now();
+        let e = load(&pickle(&body)).unwrap_err().to_string();
+        assert!(e.contains("more than 4000000 values") && e.contains("memo"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "refused quickly: {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn text_copied_by_the_memo_counts_too() {
+        // One 1 MiB string, looked up 300 times: 300 MiB of text from a 1 MiB pickle.
+        let mut body = vec![op::BINUNICODE];
+        body.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        body.extend(std::iter::repeat_n(b'a', 1 << 20));
+        body.extend_from_slice(&[op::BINPUT, 0, op::MARK]);
+        for _ in 0..300 {
+            body.extend_from_slice(&[op::BINGET, 0]);
+        }
+        body.push(op::TUPLE);
+        let e = load(&pickle(&body)).unwrap_err().to_string();
+        assert!(e.contains("bytes of text"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        // 100,000 lists, each appended into the one below it.
+        let depth = 100_000;
+        let mut body = vec![op::EMPTY_LIST; depth];
+        body.extend(std::iter::repeat_n(op::APPEND, depth - 1));
+        let e = load(&pickle(&body)).unwrap_err().to_string();
+        assert!(e.contains(&format!("more than {MAX_DEPTH} deep")), "{e}");
+        // Just inside the bound is a value.
+        let depth = MAX_DEPTH as usize + 1;
+        let mut body = vec![op::EMPTY_LIST; depth];
+        body.extend(std::iter::repeat_n(op::APPEND, depth - 1));
+        assert!(load(&pickle(&body)).is_ok());
+    }
 }

@@ -11,7 +11,10 @@
 //! restricted reader, every storage present with exactly the bytes its
 //! element count needs, every tensor within its storage and contiguous.
 
-use std::io::{Read, Seek, Write};
+use std::{
+    collections::HashMap,
+    io::{Read, Seek, SeekFrom, Write},
+};
 
 use zip::{write::SimpleFileOptions, CompressionMethod, ZipArchive, ZipWriter};
 
@@ -21,6 +24,10 @@ use super::pickle::{self, Loaded, TensorRef, TensorValue, Value};
 const MAX_PICKLE_BYTES: u64 = 256 << 20;
 /// Entries in an archive.
 const MAX_ENTRIES: usize = 1_000_000;
+/// The tensors a file may hold, in bytes, as a multiple of the file's own size. Tensors may share
+/// a storage (tied weights: twice), but a small file whose thousands of tensors all view one
+/// large storage would otherwise turn megabytes into gigabytes.
+pub const MAX_TENSOR_BYTES_PER_FILE_BYTE: u64 = 4;
 
 /// Writes `value` as a PyTorch archive whose top-level folder is `name`.
 pub fn save<W: Write + Seek>(value: &Value, name: &str, out: W) -> std::io::Result<W> {
@@ -51,8 +58,13 @@ fn fail<T>(message: impl Into<String>) -> Result<T, PthError> {
     Err(PthError(message.into()))
 }
 
-/// Reads and checks a whole archive.
-pub fn load<R: Read + Seek>(input: R) -> Result<Value, PthError> {
+/// Reads and checks a whole archive. Every size the archive declares is checked against the
+/// file's real size before anything is allocated; a storage viewed by several tensors is read once.
+pub fn load<R: Read + Seek>(mut input: R) -> Result<Value, PthError> {
+    let file_len = input
+        .seek(SeekFrom::End(0))
+        .and_then(|len| input.seek(SeekFrom::Start(0)).map(|_| len))
+        .map_err(|e| PthError(format!("the file cannot be read ({e})")))?;
     let mut zip = ZipArchive::new(input)
         .map_err(|e| PthError(format!("not a PyTorch checkpoint (not a readable zip archive: {e})")))?;
     if zip.len() > MAX_ENTRIES {
@@ -70,12 +82,73 @@ pub fn load<R: Read + Seek>(input: R) -> Result<Value, PthError> {
     if let Some(stray) = names.iter().find(|n| !n.starts_with(&root)) {
         return fail(format!("the archive holds `{stray}` outside its folder `{root}`"));
     }
-    let pkl = read_entry(&mut zip, &pkl_name, MAX_PICKLE_BYTES)?;
+    let pkl = read_entry(&mut zip, &pkl_name, MAX_PICKLE_BYTES.min(file_len), file_len)?;
     let loaded = pickle::load(&pkl).map_err(|e| PthError(format!("data.pkl: {e}")))?;
-    resolve(loaded, &mut |t| read_tensor(&mut zip, &root, t))
+    let mut views = HashMap::new();
+    count_views(&loaded, &mut views);
+    let mut storages = Storages { root, file_len, views, shared: HashMap::new(), handed_out: 0 };
+    resolve(loaded, &mut |t| storages.tensor(&mut zip, t))
 }
 
-fn read_entry<R: Read + Seek>(zip: &mut ZipArchive<R>, name: &str, limit: u64) -> Result<Vec<u8>, PthError> {
+/// How many tensors view each storage key.
+fn count_views(l: &Loaded, views: &mut HashMap<String, usize>) {
+    match l {
+        Loaded::List(items) | Loaded::Tuple(items) => items.iter().for_each(|i| count_views(i, views)),
+        Loaded::Dict(e) | Loaded::OrderedDict(e) => e.iter().for_each(|(k, v)| {
+            count_views(k, views);
+            count_views(v, views)
+        }),
+        Loaded::Tensor(t) => *views.entry(t.storage.key.clone()).or_default() += 1,
+        _ => {}
+    }
+}
+
+/// The storages of one archive as tensors ask for them: one viewed once is read and moved into
+/// its tensor; one viewed several times is read once and each view copied out of it, within a
+/// bound on all the bytes handed out.
+struct Storages {
+    root: String,
+    file_len: u64,
+    views: HashMap<String, usize>,
+    shared: HashMap<String, Vec<u8>>,
+    handed_out: u64,
+}
+
+impl Storages {
+    fn tensor<R: Read + Seek>(&mut self, zip: &mut ZipArchive<R>, t: &TensorRef) -> Result<TensorValue, PthError> {
+        let key = &t.storage.key;
+        let tensor = if self.views.get(key).copied().unwrap_or(0) <= 1 {
+            let bytes = read_storage(zip, &self.root, t, self.file_len)?;
+            view(t, bytes)?
+        } else {
+            if !self.shared.contains_key(key) {
+                let bytes = read_storage(zip, &self.root, t, self.file_len)?;
+                self.shared.insert(key.clone(), bytes);
+            }
+            let bytes = &self.shared[key];
+            if bytes.len() as u64 != storage_bytes(t)? {
+                return fail(format!("storage {key} is viewed with two different sizes"));
+            }
+            view_of(t, bytes)?
+        };
+        self.handed_out += tensor.data.len() as u64;
+        let bound = MAX_TENSOR_BYTES_PER_FILE_BYTE.saturating_mul(self.file_len).max(1 << 20);
+        if self.handed_out > bound {
+            return fail(format!(
+                "the tensors hold more than {MAX_TENSOR_BYTES_PER_FILE_BYTE} times the file's {} bytes (views repeating one storage); refusing the file",
+                self.file_len
+            ));
+        }
+        Ok(tensor)
+    }
+}
+
+fn read_entry<R: Read + Seek>(
+    zip: &mut ZipArchive<R>,
+    name: &str,
+    limit: u64,
+    file_len: u64,
+) -> Result<Vec<u8>, PthError> {
     let mut entry = zip.by_name(name).map_err(|_| PthError(format!("the archive has no `{name}`")))?;
     if entry.compression() != CompressionMethod::Stored {
         return fail(format!(
@@ -83,9 +156,18 @@ fn read_entry<R: Read + Seek>(zip: &mut ZipArchive<R>, name: &str, limit: u64) -
             entry.compression()
         ));
     }
+    // What the archive says is never taken on trust: nothing larger than the file itself is
+    // allocated (a 726-byte file can declare 64 GiB).
+    if entry.size() > file_len {
+        return fail(format!(
+            "`{name}` declares {} bytes in a file of {file_len}; the file is damaged or hostile",
+            entry.size()
+        ));
+    }
     if entry.size() > limit {
         return fail(format!("`{name}` is {} bytes, more than the {limit} allowed", entry.size()));
     }
+    // (Read to the end, not to the declared size: the zip reader checks the CRC at the end.)
     let mut bytes = Vec::with_capacity(entry.size() as usize);
     entry
         .read_to_end(&mut bytes)
@@ -93,31 +175,55 @@ fn read_entry<R: Read + Seek>(zip: &mut ZipArchive<R>, name: &str, limit: u64) -
     Ok(bytes)
 }
 
-fn read_tensor<R: Read + Seek>(zip: &mut ZipArchive<R>, root: &str, t: &TensorRef) -> Result<TensorValue, PthError> {
+/// The bytes a storage must hold: its element count times its element size.
+fn storage_bytes(t: &TensorRef) -> Result<u64, PthError> {
     let elem =
         t.storage.dtype.size().ok_or_else(|| PthError(format!("storage {} has an unknown dtype", t.storage.key)))?
             as u64;
-    let storage_bytes = t
-        .storage
+    t.storage
         .numel
         .checked_mul(elem)
-        .ok_or_else(|| PthError(format!("storage {} declares an impossible size", t.storage.key)))?;
+        .ok_or_else(|| PthError(format!("storage {} declares an impossible size", t.storage.key)))
+}
+
+/// A storage's bytes, exactly as many as it declares.
+fn read_storage<R: Read + Seek>(
+    zip: &mut ZipArchive<R>,
+    root: &str,
+    t: &TensorRef,
+    file_len: u64,
+) -> Result<Vec<u8>, PthError> {
+    let expected = storage_bytes(t)?;
     let name = format!("{root}data/{}", t.storage.key);
-    let bytes = read_entry(zip, &name, storage_bytes)?;
-    if bytes.len() as u64 != storage_bytes {
+    let bytes = read_entry(zip, &name, expected, file_len)?;
+    if bytes.len() as u64 != expected {
         return fail(format!(
             "storage {} holds {} bytes but declares {} elements of {} bytes; the file is truncated or damaged",
             t.storage.key,
             bytes.len(),
             t.storage.numel,
-            elem
+            expected / t.storage.numel.max(1)
         ));
     }
+    Ok(bytes)
+}
+
+/// Where the tensor's bytes lie in its storage, checked: (start, length).
+fn tensor_range(t: &TensorRef) -> Result<(usize, usize), PthError> {
+    let elem = t.storage.dtype.size().unwrap_or(1) as u64;
     let numel: u64 = t
         .shape
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d))
         .ok_or_else(|| PthError("a tensor shape overflows".into()))?;
+    if t.shape.len() != t.stride.len() {
+        return fail(format!(
+            "a tensor in storage {} has {} sizes but {} strides",
+            t.storage.key,
+            t.shape.len(),
+            t.stride.len()
+        ));
+    }
     // Row-major contiguity (dimensions of size 1 may have any stride).
     let mut expect = 1u64;
     for (&d, &s) in t.shape.iter().zip(&t.stride).rev() {
@@ -129,22 +235,25 @@ fn read_tensor<R: Read + Seek>(zip: &mut ZipArchive<R>, root: &str, t: &TensorRe
         }
         expect = expect.saturating_mul(d);
     }
-    if t.shape.len() != t.stride.len() {
-        return fail(format!(
-            "a tensor in storage {} has {} sizes but {} strides",
-            t.storage.key,
-            t.shape.len(),
-            t.stride.len()
-        ));
-    }
     let end = t.offset.checked_add(numel).filter(|&e| e <= t.storage.numel);
     if end.is_none() {
         return fail(format!("a tensor reads past the end of storage {}", t.storage.key));
     }
-    let (start, len) = ((t.offset * elem) as usize, (numel * elem) as usize);
-    // A tensor that is its whole storage (what the host and `state_dict()` write) takes its bytes as read.
+    Ok(((t.offset * elem) as usize, (numel * elem) as usize))
+}
+
+/// The tensor over a storage it alone views: a tensor that is its whole storage (what the host
+/// and `state_dict()` write) takes the bytes as read.
+fn view(t: &TensorRef, bytes: Vec<u8>) -> Result<TensorValue, PthError> {
+    let (start, len) = tensor_range(t)?;
     let data = if start == 0 && len == bytes.len() { bytes.into() } else { bytes[start..start + len].into() };
     Ok(TensorValue { dtype: t.storage.dtype, shape: t.shape.clone(), data })
+}
+
+/// The tensor over a storage other tensors view too: its bytes copied out.
+fn view_of(t: &TensorRef, bytes: &[u8]) -> Result<TensorValue, PthError> {
+    let (start, len) = tensor_range(t)?;
+    Ok(TensorValue { dtype: t.storage.dtype, shape: t.shape.clone(), data: bytes[start..start + len].into() })
 }
 
 fn resolve(l: Loaded, read: &mut dyn FnMut(&TensorRef) -> Result<TensorValue, PthError>) -> Result<Value, PthError> {
@@ -203,5 +312,95 @@ mod tests {
             let e = load(Cursor::new(bytes[..cut].to_vec())).unwrap_err().to_string();
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    /// An archive whose data.pkl is `pickle` and whose storages are `storages` (key, bytes).
+    fn archive(pickle: &[u8], storages: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+        zip.start_file("ckpt/data.pkl", stored).unwrap();
+        zip.write_all(pickle).unwrap();
+        for (key, bytes) in storages {
+            zip.start_file(format!("ckpt/data/{key}"), stored.with_alignment(64)).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    /// A state dict of `views` float tensors `t0`, `t1`, ... that all view the whole of storage
+    /// "0" of `numel` elements (what tied weights look like, and what a hostile file repeats).
+    fn views_of_one_storage(views: usize, numel: u32) -> Vec<u8> {
+        fn text(p: &mut Vec<u8>, s: &str) {
+            p.push(b'X');
+            p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            p.extend_from_slice(s.as_bytes());
+        }
+        fn int(p: &mut Vec<u8>, i: u32) {
+            p.push(b'J');
+            p.extend_from_slice(&i.to_le_bytes());
+        }
+        let mut p = vec![0x80, 2, b'}', b'('];
+        for i in 0..views {
+            text(&mut p, &format!("t{i}"));
+            p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+            p.push(b'(');
+            text(&mut p, "storage");
+            p.extend_from_slice(b"ctorch\nFloatStorage\n");
+            text(&mut p, "0");
+            text(&mut p, "cpu");
+            int(&mut p, numel);
+            p.extend_from_slice(b"tQ");
+            int(&mut p, 0);
+            p.push(b'(');
+            int(&mut p, numel);
+            p.extend_from_slice(b"t(");
+            int(&mut p, 1);
+            p.extend_from_slice(b"t\x89NtR");
+        }
+        p.extend_from_slice(b"u.");
+        let data: Vec<u8> = (0..numel).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        archive(&p, &[("0", data)])
+    }
+
+    #[test]
+    fn tied_views_of_one_storage_load_and_a_storage_repeated_thousands_of_times_is_refused() {
+        let tied = load(Cursor::new(views_of_one_storage(2, 1000))).unwrap();
+        let (a, b) = (tied.get("t0").unwrap(), tied.get("t1").unwrap());
+        assert_eq!(a, b);
+        let Value::Tensor(t) = a else { panic!("a tensor") };
+        assert_eq!((t.shape.as_slice(), &t.data[4..8]), ([1000u64].as_slice(), 1f32.to_le_bytes().as_slice()));
+
+        // An 8 MiB storage viewed by 2,000 tensors: 16 GiB from an 8 MiB file.
+        let hostile = views_of_one_storage(2000, 2 << 20);
+        let started = std::time::Instant::now();
+        let e = load(Cursor::new(hostile)).unwrap_err().to_string();
+        assert!(e.contains("more than 4 times the file's"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_size_larger_than_the_file_is_refused_before_anything_is_allocated() {
+        let mut bytes = save(&sample(), "ckpt", Cursor::new(Vec::new())).unwrap().into_inner();
+        // Make data.pkl declare 4 GiB - 2 in both its local and its central header.
+        let name = b"ckpt/data.pkl";
+        let mut patched = 0;
+        for (signature, sizes_at, name_len_at, name_at) in [(0x04034b50u32, 18, 26, 30), (0x02014b50, 20, 28, 46)] {
+            let sig = signature.to_le_bytes();
+            let mut i = 0;
+            while i + name_at + name.len() <= bytes.len() {
+                let len = u16::from_le_bytes([bytes[i + name_len_at], bytes[i + name_len_at + 1]]) as usize;
+                if bytes[i..i + 4] == sig && len == name.len() && &bytes[i + name_at..i + name_at + len] == name {
+                    for field in [sizes_at, sizes_at + 4] {
+                        bytes[i + field..i + field + 4].copy_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+                    }
+                    patched += 1;
+                }
+                i += 1;
+            }
+        }
+        assert_eq!(patched, 2, "both headers found");
+        let e = load(Cursor::new(bytes)).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("declares 4294967294 bytes in a file of"), "{e}");
     }
 }

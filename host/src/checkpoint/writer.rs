@@ -285,15 +285,62 @@ pub enum LoadedFrom {
     },
 }
 
+/// Opens `path` for reading only when it is a regular file (links followed): a named pipe would
+/// block the reader, a device never ends, and a directory or a link loop is no checkpoint. The
+/// file is opened without blocking and checked again, so a pipe swapped in cannot hang the open.
+pub fn open_regular(path: &Path) -> Result<File, String> {
+    let what = |meta: &std::fs::Metadata| -> Option<&'static str> {
+        #[cfg(unix)]
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_file() {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            if t.is_fifo() {
+                return Some("a named pipe");
+            }
+            if t.is_char_device() || t.is_block_device() {
+                return Some("a device");
+            }
+            if t.is_socket() {
+                return Some("a socket");
+            }
+        }
+        Some(if t.is_dir() { "a directory" } else { "not a regular file" })
+    };
+    let refuse = |kind: &str| format!("{} is {kind}, not a checkpoint file", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if let Some(kind) = what(&meta) {
+        return Err(refuse(kind));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match what(&meta) {
+        Some(kind) => Err(refuse(kind)),
+        None => Ok(file),
+    }
+}
+
+/// Reads a checkpoint file through the restricted reader (regular files only).
+pub fn load_file(path: &Path) -> Result<Value, String> {
+    let file = open_regular(path)?;
+    pth::load(std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Reads `path`, or the newest previous checkpoint that loads when `path` is
 /// damaged or missing (with a warning that says so). `Ok(None)` when there is none at all.
+/// A path that exists as a link (dangling, or a loop) counts as there: it is refused, never
+/// taken for "no checkpoint" and then replaced.
 pub fn load_with_fallback(path: &Path) -> Result<Option<(Value, LoadedFrom)>, String> {
-    let read = |p: &Path| -> Result<Value, String> {
-        let file = File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        pth::load(std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| format!("{}: {e}", p.display()))
-    };
+    let read = |p: &Path| load_file(p);
     let previous = previous_checkpoints(path);
-    let mut reason = if path.exists() {
+    let mut reason = if path.symlink_metadata().is_ok() {
         match read(path) {
             Ok(v) => return Ok(Some((v, LoadedFrom::Current))),
             Err(reason) => reason,
@@ -419,5 +466,42 @@ mod tests {
         assert_eq!(s.saves + s.superseded, 50);
         assert_eq!(w.written_tag(), Some(49), "the newest request is always written");
         assert_eq!(load_with_fallback(&path).unwrap().unwrap().0.get("global_step").unwrap().as_int(), Some(49));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read_and_links_that_lead_nowhere_are_not_taken_for_no_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        // A named pipe: reading it would block forever.
+        let fifo = dir.path().join("fifo.pth");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let e = load_with_fallback(&fifo).unwrap_err();
+        assert!(e.contains("is a named pipe, not a checkpoint file"), "{e}");
+        // A link to a device that never ends.
+        let zero = dir.path().join("zero.pth");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = load_with_fallback(&zero).unwrap_err();
+        assert!(e.contains("is a device"), "{e}");
+        // A directory.
+        let e = load_with_fallback(dir.path()).unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+        // A link loop and a dangling link are refused, not read as "no checkpoint yet" (which
+        // would start afresh and replace the link).
+        let (a, b) = (dir.path().join("a.pth"), dir.path().join("b.pth"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        assert!(load_with_fallback(&a).is_err());
+        let dangling = dir.path().join("dangling.pth");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
+        assert!(load_with_fallback(&dangling).is_err());
+        assert_eq!(load_with_fallback(&dir.path().join("absent.pth")).unwrap(), None, "nothing there: none");
+        // A link to a real checkpoint reads as that checkpoint.
+        let real = dir.path().join("real.pth");
+        save_atomically(&real, &step(7), 1).unwrap();
+        let link = dir.path().join("link.pth");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(load_with_fallback(&link).unwrap().unwrap().0, step(7));
+        assert!(started.elapsed() < Duration::from_secs(5), "nothing hung: {:?}", started.elapsed());
     }
 }

@@ -3,17 +3,17 @@
 //! read through the same restricted reader resuming uses. A file that reader
 //! refuses is reported in one line (non-zero exit); nothing in it is run.
 
-use std::{io::Cursor, path::Path};
+use std::path::Path;
 
 use crate::{
-    checkpoint::{pickle::Value, pth},
+    checkpoint::{pickle::Value, writer::load_file},
     error::{Error, Result},
 };
 
 pub fn inspect(path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let value = pth::load(Cursor::new(&bytes)).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    print!("{}", describe(&value, path, bytes.len() as u64));
+    let value = load_file(path).map_err(Error::Config)?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    print!("{}", describe(&value, path, size));
     Ok(())
 }
 

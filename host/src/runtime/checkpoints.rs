@@ -178,10 +178,7 @@ impl DataPosition {
 
     fn from_value(v: &Value) -> std::result::Result<Self, String> {
         Ok(Self {
-            sampler: SamplerState {
-                seed: get_int(v, "data", "seed")? as u64,
-                step: get_int(v, "data", "step")? as u64,
-            },
+            sampler: SamplerState { seed: get_int(v, "data", "seed")? as u64, step: get_count(v, "data", "step")? },
             noise_state: get_int(v, "data", "noise_state")? as u64,
         })
     }
@@ -203,8 +200,8 @@ fn schedule_from(v: &Value) -> std::result::Result<LrSchedule, String> {
     let s = LrSchedule {
         lr: float("lr")?,
         min_lr: float("min_lr")?,
-        warmup_steps: get_int(v, "scheduler", "warmup_steps")? as u64,
-        decay_steps: get_int(v, "scheduler", "decay_steps")? as u64,
+        warmup_steps: get_count(v, "scheduler", "warmup_steps")?,
+        decay_steps: get_count(v, "scheduler", "decay_steps")?,
     };
     s.validate().map_err(|e| format!("the checkpoint's scheduler is invalid: {e}"))?;
     Ok(s)
@@ -275,7 +272,7 @@ impl MinerCheckpoint {
             model,
             optimizer,
             schedule: schedule_from(section(v, "scheduler")?)?,
-            global_step: top_int(v, "global_step")? as u64,
+            global_step: top_count(v, "global_step")?,
             data: DataPosition::from_value(section(v, "data")?)?,
         })
     }
@@ -484,9 +481,9 @@ impl ValidatorCheckpoint {
         let scorer = section(v, "scorer")?;
         Ok(Self {
             model,
-            global_step: top_int(v, "global_step")? as u64,
-            block: top_int(v, "block")? as u64,
-            epoch: top_int(v, "epoch")? as u64,
+            global_step: top_count(v, "global_step")?,
+            block: top_count(v, "block")?,
+            epoch: top_count(v, "epoch")?,
             hotkeys,
             scores,
             weights,
@@ -852,6 +849,20 @@ fn top_int(v: &Value, key: &str) -> std::result::Result<i64, String> {
     section(v, key)?.as_int().ok_or_else(|| format!("`{key}` is not an integer"))
 }
 
+/// A counter (a step, a block, an epoch): an integer that is not negative. (Seeds and generator
+/// states are 64-bit values stored as signed integers and may be.)
+fn top_count(v: &Value, key: &str) -> std::result::Result<u64, String> {
+    let n = top_int(v, key)?;
+    u64::try_from(n)
+        .map_err(|_| format!("`{key}` is {n}; a count is never negative, so the file is damaged or hostile"))
+}
+
+fn get_count(v: &Value, parent: &str, key: &str) -> std::result::Result<u64, String> {
+    let n = get_int(v, parent, key)?;
+    u64::try_from(n)
+        .map_err(|_| format!("`{parent}.{key}` is {n}; a count is never negative, so the file is damaged or hostile"))
+}
+
 fn get_int(v: &Value, parent: &str, key: &str) -> std::result::Result<i64, String> {
     v.get(key).and_then(Value::as_int).ok_or_else(|| format!("`{parent}.{key}` is missing or not an integer"))
 }
@@ -1077,5 +1088,20 @@ mod tests {
         let v = bare.to_value();
         assert!(v.get("model").is_none());
         assert_eq!(ValidatorCheckpoint::from_value(&v).unwrap().model, None);
+    }
+
+    #[test]
+    fn negative_counters_are_refused() {
+        for (key, path) in [("global_step", vec!["global_step"]), ("data.step", vec!["data", "step"])] {
+            let mut v = miner().to_value();
+            let slot = path[..path.len() - 1].iter().fold(&mut v, |v, k| v.get_mut(k).unwrap());
+            *slot.get_mut(path[path.len() - 1]).unwrap() = Value::Int(-5);
+            let e = MinerCheckpoint::from_value(&v).unwrap_err();
+            assert!(e.contains(&format!("`{key}` is -5; a count is never negative")), "{e}");
+        }
+        // A seed is a 64-bit value stored signed: negative is fine.
+        let mut v = miner().to_value();
+        *v.get_mut("data").unwrap().get_mut("seed").unwrap() = Value::Int(-5);
+        assert_eq!(MinerCheckpoint::from_value(&v).unwrap().data.sampler.seed, (-5i64) as u64);
     }
 }
