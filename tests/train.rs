@@ -339,3 +339,22 @@ fn strip_timing(mut v: Value) -> Value {
     }
     v
 }
+
+#[test]
+fn a_short_run_needs_no_warm_up_flag_and_a_negative_rate_is_named() {
+    // The configured warm-up (20 steps) is longer than this run: it is capped, with a note.
+    let out = run(&["train", "--plugin", &gpt(), "--preset", "tiny", "--steps", "12", "--eval-every", "0", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warming up for 1 steps"), "{err}");
+    // A negative number is a value, not an unknown flag, and the refusal names the flag.
+    let out = run(&["train", "--plugin", &gpt(), "--preset", "tiny", "--steps", "12", "--lr", "-1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("lr must be a positive number, got -1") && lines[0].contains("--lr"), "{err}");
+    let out = run(&["train", "--plugin", &gpt(), "--preset", "tiny", "--steps", "12", "--warmup", "50"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--warmup 50 is longer than the run (--steps 12)"), "{err}");
+}

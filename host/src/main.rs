@@ -308,10 +308,10 @@ struct TrainArgs {
     #[arg(long, value_name = "T")]
     seq_len: Option<u32>,
     /// Peak learning rate [default: miner.lr].
-    #[arg(long, value_name = "LR")]
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Learning rate at the end of the decay [default: lr / 10].
-    #[arg(long, value_name = "LR")]
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     min_lr: Option<f64>,
     /// Steps of linear warm-up [default: miner.warmup_steps].
     #[arg(long, value_name = "N")]
@@ -595,7 +595,7 @@ fn run(cli: Cli) -> Result<()> {
             let schedule = LrSchedule {
                 lr: args.lr.unwrap_or(config.miner.lr),
                 min_lr: args.min_lr.unwrap_or(args.lr.unwrap_or(config.miner.lr) / 10.0),
-                warmup_steps: args.warmup.unwrap_or(config.miner.warmup_steps),
+                warmup_steps: train_job::warmup_for(args.warmup, config.miner.warmup_steps, args.steps)?,
                 decay_steps: match args.lr_decay.as_str() {
                     "cosine" => args.steps,
                     "none" => 0,

@@ -231,9 +231,29 @@ pub struct TrainReport {
     pub val_loss: f64,
 }
 
+/// The warm-up of a `train` run of `steps` steps: `--warmup` as given (refused, naming both
+/// flags, when it is longer than the run), else the configured one (`miner.warmup_steps`) capped
+/// to a tenth of a run shorter than it, with a note, so `train --steps 12` just works.
+pub fn warmup_for(flag: Option<u64>, configured: u64, steps: u64) -> Result<u64> {
+    match flag {
+        Some(w) if w > steps => Err(Error::Config(format!(
+            "--warmup {w} is longer than the run (--steps {steps}); pass a --warmup of at most {steps}"
+        ))),
+        Some(w) => Ok(w),
+        None if configured > steps => {
+            let capped = steps / 10;
+            eprintln!(
+                "note: the configured warm-up (miner.warmup_steps = {configured}) is longer than --steps {steps}; warming up for {capped} steps (pass --warmup to choose)"
+            );
+            Ok(capped)
+        }
+        None => Ok(configured),
+    }
+}
+
 /// Trains a model plugin on a dataset.
 pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> Result<TrainReport> {
-    options.schedule.validate().map_err(|e| Error::Config(format!("learning-rate schedule: {e}")))?;
+    options.schedule.validate().map_err(|e| Error::Config(format!("learning-rate schedule: {e} (--lr, --min-lr, --warmup)")))?;
     if options.steps == 0 {
         return Err(Error::Config("--steps must be at least 1".into()));
     }
@@ -763,5 +783,14 @@ mod tests {
         let n = 20_000;
         let ones = (0..n).filter(|_| pick(&logits, 1.0, None, rng.next_f64()) == 1).count();
         assert!((ones as f64 / n as f64 - 0.2).abs() < 0.02, "{ones}");
+    }
+
+    #[test]
+    fn a_short_run_caps_the_configured_warm_up_and_refuses_a_longer_flag() {
+        assert_eq!(warmup_for(None, 20, 12).unwrap(), 1, "a tenth of the run");
+        assert_eq!(warmup_for(None, 20, 1000).unwrap(), 20);
+        assert_eq!(warmup_for(Some(5), 20, 12).unwrap(), 5);
+        let e = warmup_for(Some(50), 20, 12).unwrap_err().to_string();
+        assert!(e.contains("--warmup 50") && e.contains("--steps 12"), "{e}");
     }
 }
