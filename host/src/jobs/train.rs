@@ -253,7 +253,10 @@ pub fn warmup_for(flag: Option<u64>, configured: u64, steps: u64) -> Result<u64>
 
 /// Trains a model plugin on a dataset.
 pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> Result<TrainReport> {
-    options.schedule.validate().map_err(|e| Error::Config(format!("learning-rate schedule: {e} (--lr, --min-lr, --warmup)")))?;
+    options
+        .schedule
+        .validate()
+        .map_err(|e| Error::Config(format!("learning-rate schedule: {e} (--lr, --min-lr, --warmup)")))?;
     if options.steps == 0 {
         return Err(Error::Config("--steps must be at least 1".into()));
     }
