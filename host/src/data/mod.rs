@@ -35,3 +35,17 @@ impl Default for DataSettings {
         Self { dataset: "builtin".into(), builtin_bytes: 1 << 20, seed: 7 }
     }
 }
+
+impl DataSettings {
+    /// The dataset `name` (`builtin`: the corpus these settings generate; else a text or `.bin`
+    /// token file), tokenized with `tokenizer` and checked against a vocabulary of `vocab` ids.
+    pub fn open(&self, name: &str, tokenizer: Tokenizer, vocab: u32) -> crate::Result<Dataset> {
+        let data = if name == "builtin" {
+            Dataset::builtin(self.seed, self.builtin_bytes, tokenizer)?
+        } else {
+            Dataset::from_file(std::path::Path::new(name), tokenizer)?
+        };
+        data.check_vocab(vocab)?;
+        Ok(data)
+    }
+}

@@ -112,18 +112,6 @@ impl ModelSource {
     }
 }
 
-/// A dataset named on the command line: `builtin` (the generated corpus of `[data]`), a text
-/// file, or a nanoGPT uint16 token file (`.bin`).
-pub fn open_dataset(name: &str, config: &Config, tokenizer: Tokenizer, vocab: u32) -> Result<Dataset> {
-    let data = if name == "builtin" {
-        Dataset::builtin(config.data.seed, config.data.builtin_bytes, tokenizer)?
-    } else {
-        Dataset::from_file(Path::new(name), tokenizer)?
-    };
-    data.check_vocab(vocab)?;
-    Ok(data)
-}
-
 /// The training data and the validation data: a separate file, or the last `val_fraction` of
 /// the dataset (nanoGPT's split: the same tokens on every run).
 pub fn split_data(
@@ -134,9 +122,9 @@ pub fn split_data(
     tokenizer: Tokenizer,
     vocab: u32,
 ) -> Result<(Dataset, Dataset)> {
-    let data = open_dataset(dataset, config, tokenizer, vocab)?;
+    let data = config.data.open(dataset, tokenizer, vocab)?;
     match val_dataset {
-        Some(v) => Ok((data, open_dataset(v, config, tokenizer, vocab)?)),
+        Some(v) => Ok((data, config.data.open(v, tokenizer, vocab)?)),
         None => {
             if !(val_fraction > 0.0 && val_fraction < 1.0) {
                 return Err(Error::Config(format!(
@@ -322,9 +310,11 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
                 json!({"event": "resumed", "step": c.global_step, "path": plan.path.display().to_string()}),
             );
         }
-        // Saves every --save-every steps are requested below (not at the last step: the final
-        // save follows); the trainer only writes them.
-        trainer.save_with(Saver::new(plan.path.clone(), plan.keep, Arc::new(Metrics::new()), "train"), 0, live);
+        trainer.save_with(
+            Saver::new(plan.path.clone(), plan.keep, Arc::new(Metrics::new()), "train"),
+            options.save_every,
+            live,
+        );
     }
     let mut step = trainer.global_step();
     let schedule = options.schedule;
@@ -435,17 +425,18 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
             report = TrainReport { step, train_loss: t, val_loss: v };
             last_eval = Some(step);
         }
-        if options.save_every > 0 && step.is_multiple_of(options.save_every) && step < options.steps {
+        // (Not at the last step: the final save below covers it.)
+        if step < options.steps && trainer.save_due() {
             save(&mut trainer, &mut model, out);
         }
     }
     // The last state is saved whether the run finished or was interrupted, and is on disk
     // before the job reports success.
     save(&mut trainer, &mut model, out);
-    if let Some(saver) = trainer.saver() {
-        let (path, why) = (saver.path().to_path_buf(), saver.last_error());
-        if trainer.finish_saves() != Some(step) {
-            let why = why.unwrap_or_else(|| "no error recorded".into());
+    if let Some(path) = trainer.saver().map(|s| s.path().to_path_buf()) {
+        let finished = trainer.finish_saves().expect("a trainer with a saver finishes it");
+        if finished.written != Some(step) {
+            let why = finished.last_error.unwrap_or_else(|| "no error recorded".into());
             return Err(Error::Config(format!(
                 "cannot save the checkpoint {} at step {step}: {why}; free space or choose another --checkpoint path and run again",
                 path.display()
@@ -535,7 +526,7 @@ pub fn eval(model: &mut BuiltModel, source: &ModelSource, options: &EvalOptions,
     if options.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()));
     }
-    let data = open_dataset(&options.dataset, &source.config, model.tokenizer, model.vocab)?;
+    let data = source.config.data.open(&options.dataset, model.tokenizer, model.vocab)?;
     let data = if options.val_fraction > 0.0 {
         if options.val_fraction >= 1.0 {
             return Err(Error::Config(format!(

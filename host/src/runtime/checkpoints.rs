@@ -596,6 +596,15 @@ impl CheckpointPlan {
     }
 }
 
+/// What a [`Saver`] left when it finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// The tag (step or block) of the newest save on disk.
+    pub written: Option<u64>,
+    /// Why the last save failed, if one did (read after the final flush).
+    pub last_error: Option<String>,
+}
+
 /// A role's background writer, and the metrics its saves are recorded in
 /// (`checkpoint_duration`, `checkpoint_size`, `checkpoint_failures`).
 pub struct Saver {
@@ -668,20 +677,15 @@ impl Saver {
         }
     }
 
-    /// Waits for the queued save to reach the disk (shutdown). Returns the tag on disk.
-    pub fn finish(mut self) -> Option<u64> {
+    /// Waits for the queued save to reach the disk (shutdown).
+    pub fn finish(mut self) -> Finished {
         self.writer.flush();
         self.record();
         let written = self.writer.written_tag();
         if let Some(tag) = written {
             tracing::info!(target: "neuron_host::checkpoint", "checkpoint at {tag} saved in {}", self.writer.path().display());
         }
-        written
-    }
-
-    /// Why the last save failed, if one did.
-    pub fn last_error(&self) -> Option<String> {
-        self.writer.stats().last_error
+        Finished { written, last_error: self.writer.stats().last_error }
     }
 }
 

@@ -269,7 +269,9 @@ fn train_loop(m: &Miner, stop: &AtomicBool, global_step: &AtomicU64, resumed: Op
         if s.log_every > 0 && step.is_multiple_of(s.log_every) {
             tracing::info!(target: "neuron_host::miner", "{} step {step} loss {:.4} lr {:.2e} {:.0} tok/s", m.name, done.loss, done.lr, done.tokens_per_second());
         }
-        m.model.train(|model| trainer.save_if_due(model));
+        if trainer.save_due() {
+            m.model.train(|model| trainer.save_now(model));
+        }
     }
     // A clean stop (Ctrl-C, SIGTERM) saves where training ended; a failed step saves nothing new.
     if summary.error.is_none() && summary.steps > 0 {

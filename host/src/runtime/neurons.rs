@@ -6,8 +6,8 @@
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
-    sync::{atomic::AtomicBool, Arc, Mutex},
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -33,6 +33,7 @@ use crate::{
         runlog::RunLog,
     },
     net::ClientConfig,
+    plugins::PluginModel,
     record::Recorder,
     wallet::Keypair,
 };
@@ -48,9 +49,9 @@ pub struct NeuronBuilder {
     pub metrics: Arc<Metrics>,
     pub run_dir: PathBuf,
     pub runlog: Arc<Mutex<RunLog>>,
-    /// The model plugin's description (its default seed), read once.
-    pub model: ModelDescription,
-    pub dataset: Arc<Dataset>,
+    /// The model's description and the dataset tokenized for it, taken from the first model
+    /// built (so no model is built only to be described).
+    model_data: OnceLock<(ModelDescription, Arc<Dataset>)>,
     _metrics_server: Option<MetricsServer>,
 }
 
@@ -90,7 +91,7 @@ pub struct ValidatorSpec {
 impl NeuronBuilder {
     /// Loads the plugins (a scorer too when `need_scorer`), opens the GPU, creates the run
     /// directory with the `config.toml` the run uses and its run log, serves `/metrics` when
-    /// `metrics.port` is set (`on_metrics` is told where), and opens the dataset.
+    /// `metrics.port` is set (`on_metrics` is told where). The dataset opens with the first model.
     pub async fn open(
         config: Config,
         as_loaded: Config,
@@ -114,19 +115,6 @@ impl NeuronBuilder {
             metrics.plugin_info(p.name(), &p.info().version, &p.info().kinds.names().join("+"));
         }
         let metrics_server = start_metrics(&config, &metrics, on_metrics).await?;
-
-        let model = plugins.model().new_model(&gpu, &plugins.model_section(&config, 0)?)?.describe()?;
-        let dataset = open_dataset(&config, &model.tokenizer, model.vocab_size)?;
-        tracing::info!(
-            target: "neuron_host::runtime",
-            "model {} ({} parameters, vocab {}), dataset {} ({} tokens){}",
-            model.architecture,
-            model.parameters,
-            model.vocab_size,
-            dataset.source(),
-            dataset.len(),
-            plugins.scorer().map(|s| format!(", scorer {}", s.name())).unwrap_or_default()
-        );
         Ok(Self {
             config,
             as_loaded,
@@ -135,10 +123,36 @@ impl NeuronBuilder {
             metrics,
             run_dir: dir,
             runlog,
-            model,
-            dataset,
+            model_data: OnceLock::new(),
             _metrics_server: metrics_server,
         })
+    }
+
+    /// The model's description and the run's dataset, from `model` the first time (every model
+    /// of a run comes from the same plugin and differs only in its seed).
+    fn model_data(&self, model: &PluginModel) -> Result<&(ModelDescription, Arc<Dataset>)> {
+        if let Some(known) = self.model_data.get() {
+            return Ok(known);
+        }
+        let d = model.describe()?;
+        let tokenizer = Tokenizer::from_name(&d.tokenizer)?;
+        let dataset = Arc::new(self.config.data.open(&self.config.data.dataset, tokenizer, d.vocab_size)?);
+        tracing::info!(
+            target: "neuron_host::runtime",
+            "model {} ({} parameters, vocab {}), dataset {} ({} tokens){}",
+            d.architecture,
+            d.parameters,
+            d.vocab_size,
+            dataset.source(),
+            dataset.len(),
+            self.plugins.scorer().map(|s| format!(", scorer {}", s.name())).unwrap_or_default()
+        );
+        Ok(self.model_data.get_or_init(|| (d, dataset)))
+    }
+
+    /// A model of the run's plugin whose weights are seeded with `seed` (unless its section sets one).
+    fn new_model(&self, seed: u64) -> Result<PluginModel> {
+        self.plugins.model().new_model(&self.gpu, &self.plugins.model_section(&self.config, seed)?)
     }
 
     /// The checkpoint plan of a neuron of `role` saving to `path` (its folder created).
@@ -162,12 +176,14 @@ impl NeuronBuilder {
     /// A miner: its own model (seeded), the run's dataset, metrics and run log, its chain calls metered.
     pub fn miner(&self, spec: MinerSpec) -> Result<Miner> {
         let config = &self.config;
-        let model = self.plugins.model().new_model(&self.gpu, &self.plugins.model_section(config, spec.seed)?)?;
+        let model = self.new_model(spec.seed)?;
+        let (_, dataset) = self.model_data(&model)?;
+        let dataset = dataset.clone();
         Ok(Miner {
             chain: MeteredChain::wrap(spec.chain, self.metrics.clone(), &spec.name),
             keypair: spec.keypair,
             model: SharedModel::new(model)?,
-            dataset: self.dataset.clone(),
+            dataset,
             seed: spec.seed,
             noise: spec.noise,
             settings: config.miner.clone(),
@@ -186,12 +202,17 @@ impl NeuronBuilder {
     /// when `validator.train` is on, its recorder, pending commits and checkpoint.
     pub fn validator(&self, spec: ValidatorSpec) -> Result<Validator> {
         let config = &self.config;
-        let own_model = if config.validator.train {
-            let section = self.plugins.model_section(config, spec.seed ^ OWN_MODEL_SEED_SALT)?;
-            Some(self.plugins.model().new_model(&self.gpu, &section)?)
-        } else {
-            None
+        let own_model = config.validator.train.then(|| self.new_model(spec.seed ^ OWN_MODEL_SEED_SALT)).transpose()?;
+        let (description, dataset) = match &own_model {
+            Some(m) => self.model_data(m)?,
+            // A scoring-only validator still needs the tokenizer and vocabulary: a model built to
+            // be described, unless a miner of the run already was.
+            None => match self.model_data.get() {
+                Some(known) => known,
+                None => self.model_data(&self.new_model(0)?)?,
+            },
         };
+        let (vocab_size, dataset) = (description.vocab_size, dataset.clone());
         let scorer = self.plugins.new_scorer(&self.gpu, config)?;
         let scorer = slot_for(scorer, &self.plugins, &self.as_loaded, &self.gpu, spec.reload);
         let net = config.net_config();
@@ -201,8 +222,8 @@ impl NeuronBuilder {
             model: own_model,
             scorer,
             recorder: Recorder::from_config(&config.validator.record, &spec.name)?,
-            dataset: self.dataset.clone(),
-            vocab_size: self.model.vocab_size,
+            dataset,
+            vocab_size,
             seed: spec.seed,
             settings: config.validator.clone(),
             client: ClientConfig { timeout: Duration::from_secs_f64(config.validator.timeout), ..net.client },
@@ -229,18 +250,6 @@ impl NeuronBuilder {
 /// Mixed into a validator's seed for its own model's initial weights, so they differ from the
 /// miners' even when the seeds coincide.
 const OWN_MODEL_SEED_SALT: u64 = 0x5eed;
-
-/// The dataset a config names, tokenized the way the model expects.
-pub fn open_dataset(config: &Config, tokenizer: &str, vocab: u32) -> Result<Arc<Dataset>> {
-    let tokenizer = Tokenizer::from_name(tokenizer)?;
-    let data = if config.data.dataset == "builtin" {
-        Dataset::builtin(config.data.seed, config.data.builtin_bytes, tokenizer)?
-    } else {
-        Dataset::from_file(Path::new(&config.data.dataset), tokenizer)?
-    };
-    data.check_vocab(vocab)?;
-    Ok(Arc::new(data))
-}
 
 /// `runs/<UTC date-time>` under the working directory, or `logging.run_dir`.
 pub fn run_dir(config: &Config) -> PathBuf {

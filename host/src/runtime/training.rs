@@ -15,7 +15,7 @@ use std::time::Instant;
 use neuron_plugin_api::TokenBatch;
 
 use super::{
-    checkpoints::{DataPosition, MinerCheckpoint, PluginIdentity, Saver},
+    checkpoints::{DataPosition, Finished, MinerCheckpoint, PluginIdentity, Saver},
     schedule::LrSchedule,
 };
 use crate::{
@@ -171,15 +171,16 @@ impl Trainer {
         MinerCheckpoint::capture(model, identity, &self.settings.schedule, self.step, self.data_position())
     }
 
-    /// Saves when the step is a multiple of the interval; otherwise moves finished saves into the
-    /// metrics. Returns the step a save was requested at.
-    pub fn save_if_due(&mut self, model: &mut PluginModel) -> Option<u64> {
-        let c = self.checkpoints.as_mut()?;
-        if c.every > 0 && self.step.is_multiple_of(c.every) {
-            return self.save_now(model);
+    /// Whether a save is due (the step is a multiple of the interval and not yet saved); when
+    /// none is, finished saves move into the metrics. Needs no model, so a loop whose model sits
+    /// behind a lock takes it only to save.
+    pub fn save_due(&mut self) -> bool {
+        let Some(c) = self.checkpoints.as_mut() else { return false };
+        let due = c.every > 0 && self.step.is_multiple_of(c.every) && c.saver.last_requested != Some(self.step);
+        if !due {
+            c.saver.record();
         }
-        c.saver.record();
-        None
+        due
     }
 
     /// Saves now unless this step was already requested. Returns the step requested.
@@ -199,11 +200,10 @@ impl Trainer {
         self.checkpoints.as_ref().map(|c| &c.saver)
     }
 
-    /// Waits for the queued save to reach the disk (a clean stop). Returns the step on disk.
-    pub fn finish_saves(&mut self) -> Option<u64> {
-        let c = self.checkpoints.take()?;
-        let saver = c.saver;
-        saver.finish()
+    /// Waits for the queued save to reach the disk (a clean stop): what is on disk, and why the
+    /// last save failed if one did.
+    pub fn finish_saves(&mut self) -> Option<Finished> {
+        Some(self.checkpoints.take()?.saver.finish())
     }
 }
 
