@@ -120,7 +120,7 @@ fn default_presets() -> BTreeMap<String, NetworkPreset> {
 pub struct Config {
     pub role: Role,
     pub netuid: u16,
-    /// Stop after this many epochs (0: run until stopped).
+    /// Stop after this many epochs of this run (0: run until stopped); a restarted subnet runs as many more.
     pub epochs: u64,
     /// Model plugin files.
     pub plugins: Vec<PathBuf>,

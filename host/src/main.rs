@@ -50,7 +50,7 @@ struct RunArgs {
     /// subnet (a whole local subnet, the default), miner or validator [role].
     #[arg(long, value_name = "ROLE")]
     role: Option<String>,
-    /// Stop after this many validator epochs; 0 runs until Ctrl-C [epochs].
+    /// Stop after this many validator epochs of this run (a restart runs as many more); 0 runs until Ctrl-C [epochs].
     #[arg(long, value_name = "N")]
     epochs: Option<u64>,
     /// Subnet id [netuid].

@@ -21,7 +21,7 @@ use crate::{
 
 /// What the progress display needs beyond the metrics.
 pub struct ProgressSettings {
-    /// Epochs the run stops after (0: until stopped).
+    /// Epochs this run stops after (0: until stopped).
     pub epochs: u64,
     pub block_time: Duration,
     pub epoch_time_limit: Option<Duration>,
@@ -160,6 +160,9 @@ fn spawn_printing(
         let mut epoch_steps = EpochSteps::default();
         // When the shown epoch was first seen (for its time limit).
         let mut epoch_seen: Option<(i64, Instant)> = None;
+        // The epochs completed when the run started (a resumed validator continues its count):
+        // the run ends at that plus `settings.epochs`.
+        let mut completed_at_start: Option<u64> = None;
         while !stop.load(Ordering::Acquire) {
             ticker.tick().await;
             let steps: Vec<i64> = labels.iter().map(|l| metrics.global_step.get_or_create(l).get()).collect();
@@ -167,9 +170,13 @@ fn spawn_printing(
                 Some(v) => {
                     let start_block = metrics.epoch_start_block.get_or_create(v).get();
                     let blocks = metrics.epoch_length_blocks.get_or_create(v).get().max(0) as u64;
-                    let epoch = metrics.epoch.get_or_create(v).get().max(0) as u64 + 1;
+                    let completed = metrics.epoch.get_or_create(v).get().max(0) as u64;
+                    let epochs = match (settings.epochs, blocks) {
+                        (0, _) | (_, 0) => 0,
+                        (n, _) => *completed_at_start.get_or_insert(completed) + n,
+                    };
                     (
-                        EpochProgress { has_epoch: true, epoch, epochs: settings.epochs, blocks, ..Default::default() },
+                        EpochProgress { has_epoch: true, epoch: completed + 1, epochs, blocks, ..Default::default() },
                         Some(start_block),
                     )
                 }
@@ -295,5 +302,47 @@ mod tests {
         let mut tracker = EpochSteps::default();
         tracker.sample(None, &[5]);
         assert_eq!(tracker.since_start(&[12]), vec![12]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resumed_run_counts_its_epochs_on_from_where_it_resumed() {
+        // The validator resumed after epoch 3 and this run asks for 2 more: epoch 4 of 5.
+        let metrics = Arc::new(Metrics::new());
+        let v = neuron("v");
+        metrics.epoch.get_or_create(&v).set(3);
+        metrics.epoch_length_blocks.get_or_create(&v).set(10);
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let settings = ProgressSettings {
+            epochs: 2,
+            block_time: Duration::from_secs(1),
+            epoch_time_limit: None,
+            every: Duration::ZERO,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let display = spawn_printing(
+            Box::new(|| 0),
+            metrics.clone(),
+            Some("v".into()),
+            vec![],
+            settings,
+            Duration::from_secs(1),
+            Box::new(move |line| sink.lock().unwrap().push(line.to_string())),
+            stop.clone(),
+        );
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            tokio::task::yield_now().await;
+        }
+        metrics.epoch.get_or_create(&v).set(4);
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            tokio::task::yield_now().await;
+        }
+        stop.store(true, Ordering::Release);
+        display.abort();
+        let lines = lines.lock().unwrap().clone();
+        assert!(lines.iter().any(|l| l.starts_with("epoch 4/5:")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("epoch 5/5:")), "{lines:?}");
     }
 }

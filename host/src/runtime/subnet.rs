@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
 };
@@ -157,7 +157,8 @@ impl SubnetRun {
                 stop_miners();
             })
         };
-        let last_epoch = config.epochs;
+        // `epochs` counts this run's epochs (the chain's counter may have resumed further on).
+        let (run_epochs, ended) = (config.epochs, AtomicU64::new(0));
 
         // The validator.
         let on_epoch = self.on_epoch;
@@ -177,7 +178,7 @@ impl SubnetRun {
                         tracing::info!(target: "neuron_host::subnet", "{name} stops answering queries (subnet.miners: stop_answering_after = {after})");
                     }
                 }
-                if last_epoch > 0 && report.epoch >= last_epoch {
+                if run_epochs > 0 && ended.fetch_add(1, Ordering::AcqRel) + 1 >= run_epochs {
                     stop_miners();
                 }
                 clear_progress_line();

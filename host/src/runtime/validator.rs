@@ -77,7 +77,8 @@ pub struct Validator {
     pub commits: Arc<CommitStore>,
     pub metrics: Arc<Metrics>,
     pub runlog: Option<Arc<Mutex<RunLog>>>,
-    /// Stop after this many epochs (0: until stopped).
+    /// Stop after this many epochs of this run (0: until stopped); a resumed validator runs that
+    /// many more.
     pub epochs: u64,
     pub stop: Arc<AtomicBool>,
     /// Names to show for hotkeys in reports (a local subnet knows its neurons).
@@ -184,8 +185,6 @@ impl Validator {
             (self.settings.epoch_time_limit > 0.0).then(|| Duration::from_secs_f64(self.settings.epoch_time_limit));
         let mut clock = EpochClock::new(length, limit, block.load(Ordering::Acquire));
         let label = neuron(&self.name);
-        self.metrics.epoch_length_blocks.get_or_create(&label).set(length as i64);
-        self.metrics.epoch_start_block.get_or_create(&label).set(clock.start_block() as i64);
         let block_size = match &self.model {
             Some(m) => m.describe()?.block_size,
             None => 0,
@@ -218,6 +217,11 @@ impl Validator {
         };
         l.book.resync(&mg);
         let resumed_epoch = self.resume_checkpoint(&mut l, &mut trainer)?;
+        // Published after resuming, so whoever watches (the progress line) sees the epoch the
+        // run continues from by the time the epoch's length appears.
+        self.metrics.epoch.get_or_create(&label).set(resumed_epoch as i64);
+        self.metrics.epoch_start_block.get_or_create(&label).set(clock.start_block() as i64);
+        self.metrics.epoch_length_blocks.get_or_create(&label).set(length as i64);
         self.refresh_candidates(&mut l, &mg);
         tracing::info!(target: "neuron_host::validator", "{} (uid {uid}) validating subnet {}: epochs of {length} blocks", self.name, self.netuid);
 
@@ -244,7 +248,8 @@ impl Validator {
                 summary.epochs.push(report);
                 clock.restart(block.load(Ordering::Acquire));
                 self.metrics.epoch_start_block.get_or_create(&label).set(clock.start_block() as i64);
-                if self.epochs > 0 && epoch >= self.epochs {
+                // `epochs` counts this run's epochs: a resumed subnet runs that many more.
+                if self.epochs > 0 && epoch - resumed_epoch >= self.epochs {
                     break;
                 }
                 continue;
