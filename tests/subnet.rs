@@ -31,7 +31,10 @@ stop_answering_after = 1
 "#;
 
 fn subnet_command(dir: &Path, epochs: u64) -> Command {
-    let config = TinySubnet { sections: MINERS, ..Default::default() }.toml();
+    // A silent uid is zeroed after 3 failed queries in a row, not the default 8: on a loaded
+    // machine an epoch of 10 one-second blocks can hold fewer than 8 validator steps, and the
+    // silent miner would keep a small weight into epoch 2 (seen with a parallel cold build).
+    let config = TinySubnet { validator: "zero_after_misses = 3", sections: MINERS, ..Default::default() }.toml();
     neuron_e2e::subnet_command(dir, &config, "run", &["scoring_loss"], epochs)
 }
 
