@@ -79,8 +79,9 @@ impl fmt::Display for Role {
 }
 
 /// Parameters that depend on the network a neuron runs on (`subtensor.network`): the
-/// validator's batch shape, and the scoring keys a scorer's section leaves out. Weight limits
-/// are not here: a validator reads them from the chain it sets weights on.
+/// validator's batch shape, who may call a neuron's server (`[net]`'s access keys), and the
+/// scoring keys a scorer's section leaves out. Weight limits are not here: a validator reads
+/// them from the chain it sets weights on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkPreset {
@@ -90,6 +91,12 @@ pub struct NetworkPreset {
     pub logits_divergence: f64,
     pub scaling_law_power: f64,
     pub synergy_scaling_law_power: f64,
+    /// `net.require_registered` unless set: serve only hotkeys registered on the subnet.
+    pub require_registered: bool,
+    /// `net.require_validator_permit` unless set: serve only hotkeys holding a validator permit.
+    pub require_validator_permit: bool,
+    /// `net.min_stake_tao` unless set: the stake floor of a caller.
+    pub min_stake_tao: f64,
 }
 
 impl Default for NetworkPreset {
@@ -101,6 +108,9 @@ impl Default for NetworkPreset {
             logits_divergence: 0.1,
             scaling_law_power: 0.5,
             synergy_scaling_law_power: 0.6,
+            require_registered: false,
+            require_validator_permit: false,
+            min_stake_tao: 0.0,
         }
     }
 }
@@ -108,7 +118,16 @@ impl Default for NetworkPreset {
 fn default_presets() -> BTreeMap<String, NetworkPreset> {
     let mut p = BTreeMap::new();
     p.insert("local".to_string(), NetworkPreset::default());
-    let remote = NetworkPreset { batch_size: 16, sequence_length: 256, prune_len: 32, ..NetworkPreset::default() };
+    // A real network's neurons answer only validators of their subnet: anyone can make a hotkey
+    // and sign, and a miner's GPU time is what it is paid for. The local subnet stays open.
+    let remote = NetworkPreset {
+        batch_size: 16,
+        sequence_length: 256,
+        prune_len: 32,
+        require_registered: true,
+        require_validator_permit: true,
+        ..NetworkPreset::default()
+    };
     p.insert("finney".to_string(), remote.clone());
     p.insert("test".to_string(), remote);
     p
@@ -351,8 +370,13 @@ fn parse_value(text: &str) -> toml::Value {
 }
 
 /// Keys a network preset sets when nothing else did: (key under the preset, config key).
-const PRESET_KEYS: &[(&str, &str)] =
-    &[("batch_size", "validator.batch_size"), ("sequence_length", "validator.sequence_length")];
+const PRESET_KEYS: &[(&str, &str)] = &[
+    ("batch_size", "validator.batch_size"),
+    ("sequence_length", "validator.sequence_length"),
+    ("require_registered", "net.require_registered"),
+    ("require_validator_permit", "net.require_validator_permit"),
+    ("min_stake_tao", "net.min_stake_tao"),
+];
 
 /// Keys a network preset hands the scorer when its section does not set them and the
 /// scorer knows them.
@@ -649,5 +673,36 @@ mod tests {
         let local = Config::load_layers(None, &flags("local")).unwrap();
         assert_eq!(local.config.validator.sequence_length, 64, "not silently finney's");
         assert_eq!(local.source("validator.sequence_length"), Some(&Source::Preset("local".into())));
+    }
+
+    #[test]
+    fn a_real_network_serves_only_its_validators_unless_told_otherwise() {
+        let network = |n: &str| Override::flag("subtensor.network", "--subtensor.network", n);
+        for name in ["finney", "test"] {
+            let loaded = Config::load_layers(None, &[network(name)]).unwrap();
+            let rule = loaded.config.net_config().server.access;
+            assert_eq!(rule, crate::net::AccessRule::validators_only(), "{name}");
+            assert_eq!(loaded.source("net.require_validator_permit"), Some(&Source::Preset(name.into())));
+        }
+        let local = Config::load_layers(None, &[network("local")]).unwrap();
+        assert_eq!(
+            local.config.net_config().server.access,
+            crate::net::AccessRule::default(),
+            "the local subnet is open"
+        );
+        // An operator opens it up, or sets a stake floor, and that wins over the preset.
+        let opened = Config::load_layers(
+            None,
+            &[
+                network("finney"),
+                Override::parse_set("net.require_validator_permit=false").unwrap(),
+                Override::parse_set("net.min_stake_tao=1000.0").unwrap(),
+            ],
+        )
+        .unwrap();
+        let rule = opened.config.net_config().server.access;
+        assert!(rule.require_registered && !rule.require_validator_permit);
+        assert_eq!(rule.min_stake_rao, 1_000_000_000_000);
+        assert!(matches!(opened.source("net.require_validator_permit"), Some(Source::Flag(_))));
     }
 }
