@@ -764,3 +764,136 @@ fn a_lone_neuron_writes_its_runs_config_and_no_resume_leaves_the_saved_chain_as_
     let out = terminate(child);
     assert_eq!(std::fs::read(&state).unwrap(), saved, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Where a killed local subnet stands, read from what it left on disk.
+#[derive(Debug, Clone, Default)]
+struct Standing {
+    chain_block: u64,
+    total_stake: u64,
+    validator_block: u64,
+    validator_step: u64,
+    queried: u64,
+    miner_steps: Vec<u64>,
+}
+
+fn standing(ckpts: &Path, miners: usize) -> Standing {
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ckpts.join("chain.state")).expect("the chain's state is saved while it runs"),
+    )
+    .expect("the chain's state is whole");
+    let stake = &state["subnets"]["1"]["stake"];
+    let total_stake = stake.as_object().expect("stakes").values().map(|v| v.as_u64().unwrap()).sum();
+    let v = ValidatorCheckpoint::from_value(&load(&ckpts.join("validator/validator_checkpoint.pth")))
+        .expect("the validator's checkpoint loads");
+    Standing {
+        chain_block: state["block"].as_u64().unwrap(),
+        total_stake,
+        validator_block: v.block,
+        validator_step: v.global_step,
+        queried: v.stats.iter().map(|s| s.queried).sum(),
+        miner_steps: (1..=miners)
+            .map(|i| global_step(&ckpts.join(format!("miner{i}/miner_checkpoint.pth"))).unwrap_or(0))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_whole_local_subnet_killed_again_and_again_restarts_where_its_checkpoints_are() {
+    // The main job, SIGKILLed at random moments: after each kill the chain's state, the
+    // validator's and the miners' checkpoints must agree, and nothing may go backwards (before,
+    // the chain was saved only on a clean stop, so each restart began a new chain at block 0
+    // under checkpoints from later blocks).
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = dir.path().join("checkpoints");
+    let (chain_every, validator_every) = (2u64, 4u64);
+    let sections = format!(
+        "[checkpoint]\nvalidator_every_blocks = {validator_every}\nminer_every_steps = 5\n\n{CLEAN_AND_NOISY_MINERS}"
+    );
+    let config = TinySubnet { miner: "log_every = 0", sections: &sections, ..Default::default() }.toml();
+    let start = |run: &str, epochs: u64| {
+        let log = std::fs::File::create(dir.path().join(format!("{run}.log"))).unwrap();
+        neuron_e2e::subnet_command(dir.path(), &config, run, &["scoring_loss"], epochs)
+            .args(["--set", "chain.block_time=0.5", "--set", &format!("chain.save_every_blocks={chain_every}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let log = |run: &str| std::fs::read_to_string(dir.path().join(format!("{run}.log"))).unwrap_or_default();
+    let mut rng = Rng::from_clock();
+    let mut before = Standing::default();
+    let kills = 4;
+    for kill in 0..kills {
+        let run = format!("life{kill}");
+        let mut child = start(&run, 0);
+        // Each life runs until every piece has saved beyond where the last life left it and the
+        // chain has run an epoch (tempo 10) in it, then a random moment more.
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("life {kill} exited by itself ({status}): {}", log(&run));
+            }
+            assert!(Instant::now() < deadline, "life {kill} made no progress in 240 s: {}", log(&run));
+            let saved_beyond =
+                ckpts.join("validator/validator_checkpoint.pth").exists() && ckpts.join("chain.state").exists() && {
+                    let now = standing(&ckpts, 2);
+                    now.validator_block > before.validator_block
+                        && now.chain_block >= before.chain_block + 10
+                        && now.miner_steps.iter().zip(&before.miner_steps).all(|(n, b)| n > b)
+                        && now.miner_steps.len() == 2
+                        && now.miner_steps.iter().all(|&s| s > 0)
+                };
+            if saved_beyond {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(3000)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let now = standing(&ckpts, 2);
+        eprintln!("kill {kill}: {now:?}");
+        let text = log(&run);
+        assert!(!text.contains("behind the neurons' checkpoints"), "life {kill} found its pieces disagreeing: {text}");
+        // The chain's state is never more than one chain save behind the validator's checkpoint
+        // (a save in flight at the kill, on a loaded machine a second one: the slack).
+        assert!(
+            now.chain_block + 2 * chain_every + 2 >= now.validator_block,
+            "kill {kill}: the chain's state (block {}) is behind the validator's checkpoint (block {})",
+            now.chain_block,
+            now.validator_block
+        );
+        // Nothing goes backwards from one life to the next.
+        assert!(now.chain_block >= before.chain_block, "kill {kill}: the chain went back: {before:?} -> {now:?}");
+        // Each life ran an epoch, whose emission is added to stake: more, never back to genesis.
+        assert!(now.total_stake > before.total_stake, "kill {kill}: stake went back or stood: {before:?} -> {now:?}");
+        assert!(
+            now.validator_block > before.validator_block && now.validator_step >= before.validator_step,
+            "kill {kill}: the validator went back or stood still: {before:?} -> {now:?}"
+        );
+        assert!(now.queried >= before.queried, "kill {kill}: the validator's statistics went back");
+        for (i, (&a, &b)) in before.miner_steps.iter().zip(&now.miner_steps).enumerate() {
+            assert!(b >= a, "kill {kill}: miner{} went back from step {a} to {b}", i + 1);
+        }
+        before = now;
+    }
+    // A clean run after the last kill continues the same subnet, saying nothing about disagreement.
+    let child = start("last", 1);
+    let out = child.wait_with_output().unwrap();
+    let text = log("last");
+    assert!(out.status.success(), "the run after the kills: {text}");
+    assert!(!text.contains("behind the neurons' checkpoints"), "{text}");
+    let last = standing(&ckpts, 2);
+    assert!(last.chain_block > before.chain_block && last.validator_block > before.validator_block, "{last:?}");
+    assert!(last.total_stake > before.total_stake, "the last epoch's emission was added: {last:?}");
+
+    // The chain's state lost: the new chain at block 0 disagrees with the checkpoints, in one line.
+    std::fs::remove_file(ckpts.join("chain.state")).unwrap();
+    let out = start("lost", 1).wait_with_output().unwrap();
+    let text = log("lost");
+    assert!(out.status.success(), "{text}");
+    let said: Vec<_> = text.lines().filter(|l| l.contains("behind the neurons' checkpoints")).collect();
+    assert_eq!(said.len(), 1, "{text}");
+    assert!(said[0].contains(&format!("is of block {}", last.validator_block)), "{}", said[0]);
+}

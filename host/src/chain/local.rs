@@ -105,6 +105,9 @@ pub struct LocalChain {
     state: Mutex<State>,
     subscribers: Mutex<Vec<mpsc::Sender<Result<u64, ChainError>>>>,
     block_time: Duration,
+    /// Held through a whole save, so saves from several threads land in the order they read
+    /// the state and an older one never replaces a newer one.
+    saving: Mutex<()>,
 }
 
 impl LocalChain {
@@ -134,7 +137,12 @@ impl LocalChain {
     }
 
     fn from_state(state: State, block_time: Duration) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::new(state), subscribers: Mutex::new(Vec::new()), block_time })
+        Arc::new(Self {
+            state: Mutex::new(state),
+            subscribers: Mutex::new(Vec::new()),
+            block_time,
+            saving: Mutex::new(()),
+        })
     }
 
     /// Resumes a chain saved with [`LocalChain::save`].
@@ -154,11 +162,18 @@ impl LocalChain {
         Ok(Self::from_state(state, block_time))
     }
 
-    /// Writes the whole state to `path` atomically (temp file, fsync, rename).
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let text = serde_json::to_string(&*self.lock()).map_err(|e| format!("cannot encode chain state: {e}"))?;
+    /// Writes the whole state to `path` atomically (temp file, fsync, rename) and returns the
+    /// block it holds. Blocks on the disk: call it from a blocking thread. Concurrent saves are
+    /// serialised, each writing the state as it is when its turn comes.
+    pub fn save(&self, path: &Path) -> Result<u64, String> {
+        let _turn = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        let (text, block) = {
+            let st = self.lock();
+            (serde_json::to_string(&*st).map_err(|e| format!("cannot encode chain state: {e}"))?, st.block)
+        };
         crate::fsutil::write_atomically(path, text.as_bytes())
-            .map_err(|e| format!("cannot write chain state {}: {e}", path.display()))
+            .map_err(|e| format!("cannot write chain state {}: {e}", path.display()))?;
+        Ok(block)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -671,8 +686,11 @@ pub struct LocalChainSettings {
     pub block_time: f64,
     /// Rao emitted per block.
     pub block_emission: u64,
-    /// Save the chain's state here at each epoch and resume from it ("" keeps it in memory).
+    /// Save the chain's state here and resume from it ("" keeps it in memory).
     pub state: String,
+    /// Save the state every this many blocks while the chain runs (and always on a clean stop),
+    /// so a killed run loses at most this many blocks (0: only on a clean stop).
+    pub save_every_blocks: u64,
     /// The subnet's hyperparameters on the embedded chain.
     pub hyperparams: Hyperparams,
 }
@@ -683,6 +701,7 @@ impl Default for LocalChainSettings {
             block_time: 1.0,
             block_emission: 1_000_000_000,
             state: String::new(),
+            save_every_blocks: 5,
             hyperparams: Hyperparams {
                 tempo: 20,
                 weights_rate_limit: 0,

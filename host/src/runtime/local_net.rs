@@ -1,6 +1,8 @@
 //! The embedded chain as a run uses it: opened from `[chain]` (resumed from its state file), the
 //! run's neurons enrolled (registered, a validator staked so it holds a permit), blocks produced,
-//! and the state saved when the run stops. The local subnet and a lone neuron on
+//! and the state saved like a checkpoint: atomically every `chain.save_every_blocks` blocks while
+//! it runs (off the block producer, on a blocking thread) and once more when the run stops, so
+//! a killed run restarts at most that many blocks back, where its neurons' checkpoints are. The local subnet and a lone neuron on
 //! `subtensor.network = "local"` both go through here.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -30,6 +32,8 @@ pub struct LocalNet {
     /// An existing state file this run must leave as it was (`--no-resume` deletes nothing).
     keep_existing: bool,
     producer: Option<tokio::task::JoinHandle<()>>,
+    saver: Option<tokio::task::JoinHandle<()>>,
+    save_every_blocks: u64,
 }
 
 impl LocalNet {
@@ -54,6 +58,8 @@ impl LocalNet {
             state_path,
             keep_existing: existing && !config.checkpoint.resume,
             producer: None,
+            saver: None,
+            save_every_blocks: config.chain.save_every_blocks,
         })
     }
 
@@ -74,28 +80,67 @@ impl LocalNet {
     pub fn start(&mut self) -> Result<()> {
         self.chain.run_epoch_now(self.netuid)?;
         self.producer = Some(self.chain.start());
+        if let (Some(path), false, every @ 1..) = (&self.state_path, self.keep_existing, self.save_every_blocks) {
+            self.saver = Some(tokio::spawn(save_periodically(self.chain.clone(), path.clone(), every)));
+        }
         Ok(())
     }
 
     /// Stops producing blocks and saves the state (atomically) for the next run; a state file
     /// that `--no-resume` did not load is left as it was.
     pub fn stop(mut self) -> Result<()> {
-        if let Some(producer) = self.producer.take() {
-            producer.abort();
+        for task in [self.producer.take(), self.saver.take()].into_iter().flatten() {
+            task.abort();
         }
         let Some(path) = &self.state_path else { return Ok(()) };
         if self.keep_existing {
             tracing::info!(target: "neuron_host::chain", "{} left as it was (checkpoint.resume = false): this run's chain is not kept", path.display());
             return Ok(());
         }
-        self.chain.save(path).map_err(Error::Config)
+        self.chain.save(path).map(|_| ()).map_err(Error::Config)
     }
 }
 
 impl Drop for LocalNet {
     fn drop(&mut self) {
-        if let Some(producer) = self.producer.take() {
-            producer.abort();
+        for task in [self.producer.take(), self.saver.take()].into_iter().flatten() {
+            task.abort();
+        }
+    }
+}
+
+/// Saves the chain's state each time `every` more blocks have been produced. A failing save is
+/// one warning for the whole streak (the previous file stays whole) and one line when saves
+/// work again.
+async fn save_periodically(chain: Arc<LocalChain>, path: PathBuf, every: u64) {
+    let mut saved_at = chain.current_block();
+    let mut failing = false;
+    let mut ticker = tokio::time::interval(chain.block_time());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let block = chain.current_block();
+        if block < saved_at + every {
+            continue;
+        }
+        let (c, p) = (chain.clone(), path.clone());
+        let result = tokio::task::spawn_blocking(move || c.save(&p)).await;
+        match result {
+            Ok(Ok(block)) => {
+                if failing {
+                    tracing::info!(target: "neuron_host::chain", "the chain's state saves again to {} (block {block})", path.display());
+                }
+                failing = false;
+                saved_at = block;
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(target: "neuron_host::chain", "{e}; the last saved state stays as it was, and saves are retried every {every} blocks (one line when they work again)");
+                }
+                failing = true;
+                saved_at = block;
+            }
+            Err(_) => return,
         }
     }
 }

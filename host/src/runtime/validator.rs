@@ -216,7 +216,7 @@ impl Validator {
             last_weights: Vec::new(),
         };
         l.book.resync(&mg);
-        let resumed_epoch = self.resume_checkpoint(&mut l, &mut trainer)?;
+        let resumed_epoch = self.resume_checkpoint(&mut l, &mut trainer, block.load(Ordering::Acquire))?;
         // Published after resuming, so whoever watches (the progress line) sees the epoch the
         // run continues from by the time the epoch's length appears.
         self.metrics.epoch.get_or_create(&label).set(resumed_epoch as i64);
@@ -559,7 +559,7 @@ impl Validator {
     /// Restores the own model, the scorer, the scores and statistics (of the
     /// uids whose hotkey is unchanged), the step and the data position, before
     /// the first save; starts the writer. Returns the epoch to continue from.
-    fn resume_checkpoint(&mut self, l: &mut Loop, trainer: &mut Trainer) -> Result<u64> {
+    fn resume_checkpoint(&mut self, l: &mut Loop, trainer: &mut Trainer, chain_block: u64) -> Result<u64> {
         let Some(plan) = self.checkpoint.clone() else { return Ok(0) };
         let mut epoch = 0;
         if let Some(value) = plan.load()? {
@@ -585,6 +585,9 @@ impl Validator {
             trainer.resume(c.global_step, c.data, None);
             epoch = c.epoch;
             tracing::info!(target: "neuron_host::validator", "{} resumed from its checkpoint of block {} (epoch {}, step {}): scores of {kept} of {} uids kept", self.name, c.block, c.epoch, c.global_step, c.hotkeys.len());
+            if c.block > chain_block {
+                tracing::warn!(target: "neuron_host::validator", "{}'s checkpoint {} is of block {} but the chain is at block {chain_block}: the chain is behind the neurons' checkpoints (a local chain whose state file was lost or is older, or another chain); scores and steps carry on, the chain's stakes and weights are its own", self.name, plan.path.display(), c.block);
+            }
         }
         l.saver = Some(Saver::new(plan.path.clone(), plan.keep, self.metrics.clone(), &self.name));
         Ok(epoch)
