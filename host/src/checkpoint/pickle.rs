@@ -561,8 +561,35 @@ impl Machine {
     }
 }
 
-/// Reads a pickle with the restricted machine described in the module docs.
+/// Reads a pickle with the restricted machine described in the module docs. A refusal is one
+/// line, whatever the pickle put in it.
 pub fn load(data: &[u8]) -> Result<Loaded, PickleError> {
+    run(data).map_err(|e| PickleError(one_line(&e.0)))
+}
+
+/// `message`, which may quote names and keys a file chose, with its control characters (line
+/// breaks among them) and Unicode line separators escaped, so it stays one line.
+pub(crate) fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// At most the first `max` characters of a name a file chose, for a message.
+fn clip(name: &str, max: usize) -> String {
+    match name.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &name[..end]),
+        None => name.to_string(),
+    }
+}
+
+fn run(data: &[u8]) -> Result<Loaded, PickleError> {
     let mut m = Machine::default();
     let mut pos = 0usize;
     for _ in 0..MAX_OPS {
@@ -765,7 +792,9 @@ fn global(module: &str, name: &str) -> Result<Obj, PickleError> {
         ("torch", storage) if storage_dtype(storage).is_some() => Obj::StorageType(storage_dtype(storage).expect("checked")),
         _ => {
             return err(format!(
-                "the pickle names the global `{module}.{name}`, which a checkpoint never needs; refusing the file (loading it could run code)"
+                "the pickle names the global `{}.{}`, which a checkpoint never needs; refusing the file (loading it could run code)",
+                clip(module, 100),
+                clip(name, 100)
             ))
         }
     })

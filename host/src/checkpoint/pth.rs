@@ -60,7 +60,12 @@ fn fail<T>(message: impl Into<String>) -> Result<T, PthError> {
 
 /// Reads and checks a whole archive. Every size the archive declares is checked against the
 /// file's real size before anything is allocated; a storage viewed by several tensors is read once.
-pub fn load<R: Read + Seek>(mut input: R) -> Result<Value, PthError> {
+/// A refusal is one line, even where it quotes an entry name with a line break in it.
+pub fn load<R: Read + Seek>(input: R) -> Result<Value, PthError> {
+    load_checked(input).map_err(|e| PthError(pickle::one_line(&e.0)))
+}
+
+fn load_checked<R: Read + Seek>(mut input: R) -> Result<Value, PthError> {
     let file_len = input
         .seek(SeekFrom::End(0))
         .and_then(|len| input.seek(SeekFrom::Start(0)).map(|_| len))
