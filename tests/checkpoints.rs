@@ -638,6 +638,10 @@ ls -a "$MNT" > "$OUT/ls"
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{err}");
     assert!(errors[0].contains("No space left on device") && errors[0].contains("free space"), "{}", errors[0]);
+    // The writer says it once for the streak of failed saves, and nothing of the zip library's own.
+    let said = err.lines().filter(|l| l.contains("cannot save checkpoint") && !l.starts_with("error:")).count();
+    assert_eq!(said, 1, "one line for the streak: {err}");
+    assert!(!err.contains("ZipWriter"), "{err}");
     // The loop went on past the failed saves (at 15 and 20) to its last step.
     let steps: Vec<u64> = read("second.jsonl")
         .lines()
@@ -651,6 +655,51 @@ ls -a "$MNT" > "$OUT/ls"
     assert_eq!(prev.get("global_step").and_then(Value::as_int), Some(5), "and so is .prev");
     let listing = read("ls");
     assert!(!listing.contains(".tmp."), "no temp file left behind: {listing}");
+}
+
+/// A checkpoint path that cannot work is refused before the plugin loads or a step is taken, in
+/// one line naming `--checkpoint` and the cause: a directory, a file where a folder should be, a
+/// read-only filesystem. A missing folder is made.
+#[test]
+fn train_checks_its_checkpoint_path_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |path: &Path| {
+        let out = train_command(path, 5, 3).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{path:?}: {stdout}{stderr}");
+        assert!(!stdout.contains("\"event\":\"train\""), "nothing trained before the refusal: {stdout}");
+        let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains("--checkpoint"), "{}", lines[0]);
+        lines[0].to_string()
+    };
+    let line = refused(dir.path());
+    assert!(line.contains("is a directory"), "{line}");
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let line = refused(&file.join("m.pth"));
+    assert!(line.contains("is a file, not a folder"), "{line}");
+
+    let mnt = dir.path().join("ro");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let cmd = train_command(&mnt.join("m.pth"), 5, 3);
+    let mut line = format!("'{}'", cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        line.push_str(&format!(" '{}'", a.to_string_lossy()));
+    }
+    let script = format!("mount -t tmpfs -o ro,size=1m none \"$MNT\" || exit 97\n{line}");
+    let Some(out) = in_mount_namespace(&script, &[("MNT", &mnt)]) else {
+        panic!("this test mounts a read-only tmpfs in a private mount namespace: run it as root or where unprivileged user namespaces are allowed");
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.status.code() != Some(97), "{stderr}");
+    assert!(stderr.contains("--checkpoint") && stderr.contains("Read-only file system"), "{stderr}");
+
+    // A missing folder is made, and the run saves there.
+    let deep = dir.path().join("new/folder/m.pth");
+    let out = train_command(&deep, 5, 3).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(global_step(&deep), Some(3));
 }
 
 fn subnet(dir: &Path, run: &str, epochs: u64) -> Output {

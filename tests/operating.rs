@@ -471,3 +471,32 @@ fn config_show_names_where_each_value_came_from() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("logging.progress_every"), "{err}");
 }
+
+#[test]
+fn axon_port_in_a_local_subnet_is_the_first_miners_and_the_others_follow_it() {
+    // Before, every miner of the subnet tried to bind the one port and the run failed.
+    let dir = tempfile::tempdir().unwrap();
+    let base = loop {
+        let p = free_port();
+        if p < 65000 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let out = subnet_command(dir.path(), 1).args(["--axon.port", &base.to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("checkpoints/chain.state")).unwrap()).unwrap();
+    let mut ports: Vec<u64> = state["subnets"]["1"]["neurons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["axon"]["port"].as_u64())
+        .collect();
+    ports.sort();
+    assert_eq!(ports, [u64::from(base), u64::from(base) + 1], "{state}");
+
+    // Ports past 65535 are refused in one line naming the flag.
+    let out = subnet_command(dir.path(), 1).args(["--axon.port", "65535"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--axon.port 65535") && err.contains("past 65535"), "{err}");
+}

@@ -32,7 +32,7 @@ pub const MAX_TENSOR_BYTES_PER_FILE_BYTE: u64 = 4;
 /// Writes `value` as a PyTorch archive whose top-level folder is `name`.
 pub fn save<W: Write + Seek>(value: &Value, name: &str, out: W) -> std::io::Result<W> {
     let (pkl, storages) = pickle::dump(value);
-    let mut zip = ZipWriter::new(out);
+    let mut zip = ZipWriter::new(Latch { inner: out, failed: None });
     let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored).large_file(false);
     let io = |e: zip::result::ZipError| std::io::Error::other(e.to_string());
     zip.start_file(format!("{name}/data.pkl"), stored).map_err(io)?;
@@ -46,7 +46,63 @@ pub fn save<W: Write + Seek>(value: &Value, name: &str, out: W) -> std::io::Resu
     }
     zip.start_file(format!("{name}/version"), stored).map_err(io)?;
     zip.write_all(b"3\n")?;
-    zip.finish().map_err(io)
+    let latch = zip.finish().map_err(io)?;
+    Ok(latch.inner)
+}
+
+/// The archive's output, latched at its first error: from then on writes and seeks go nowhere
+/// (keeping a position, as a sink would). `save` returns that first error; the zip library's
+/// `Drop`, which finishes an archive left unfinished and prints its own failure to stderr,
+/// glued to the next log line, then finds nothing to fail on.
+struct Latch<W> {
+    inner: W,
+    /// After a failure: (position, end) of the sink that stands in for `inner`.
+    failed: Option<(u64, u64)>,
+}
+
+impl<W: Write + Seek> Latch<W> {
+    fn latch<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if result.is_err() {
+            let at = self.inner.stream_position().unwrap_or(0);
+            self.failed = Some((at, at));
+        }
+        result
+    }
+}
+
+impl<W: Write + Seek> Write for Latch<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((pos, end)) = &mut self.failed {
+            *pos += buf.len() as u64;
+            *end = (*end).max(*pos);
+            return Ok(buf.len());
+        }
+        let result = self.inner.write(buf);
+        self.latch(result)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
+        let result = self.inner.flush();
+        self.latch(result)
+    }
+}
+
+impl<W: Write + Seek> Seek for Latch<W> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        if let Some((pos, end)) = &mut self.failed {
+            let target = match to {
+                std::io::SeekFrom::Start(n) => Some(n),
+                std::io::SeekFrom::Current(d) => pos.checked_add_signed(d),
+                std::io::SeekFrom::End(d) => end.checked_add_signed(d),
+            };
+            *pos = target.ok_or_else(|| std::io::Error::other("seek before the start"))?;
+            return Ok(*pos);
+        }
+        let result = self.inner.seek(to);
+        self.latch(result)
+    }
 }
 
 /// Why an archive was refused; one line.
@@ -302,6 +358,45 @@ mod tests {
             (Value::str("tags"), Value::List(vec![Value::str("a"), Value::Bool(true), Value::None, Value::Int(-7)])),
             (Value::str("shape"), Value::Tuple(vec![Value::Int(1), Value::Int(2), Value::Int(3), Value::Int(70000)])),
         ])
+    }
+
+    /// A writer that fails once `limit` bytes are written (a disk filling up).
+    struct Filling {
+        data: Cursor<Vec<u8>>,
+        limit: u64,
+    }
+
+    impl Write for Filling {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.data.position() + buf.len() as u64 > self.limit {
+                return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device"));
+            }
+            self.data.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for Filling {
+        fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.data.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_save_that_fails_midway_returns_its_error_and_leaves_the_zip_library_nothing_to_print() {
+        // The zip library's Drop finishes an unfinished archive and prints its failure to stderr;
+        // after the first error the output goes nowhere, so that finish succeeds in silence.
+        // (What stderr gets is checked end to end by the full-disk test in tests/checkpoints.rs.)
+        let whole = save(&sample(), "ckpt", Filling { data: Cursor::new(Vec::new()), limit: u64::MAX }).unwrap();
+        let size = whole.data.get_ref().len() as u64;
+        assert!(load(whole.data).is_ok());
+        for limit in [0, 10, size / 2, size - 1] {
+            let out = Filling { data: Cursor::new(Vec::new()), limit };
+            let Err(e) = save(&sample(), "ckpt", out) else { panic!("{limit}: a full disk fails the save") };
+            assert!(e.to_string().contains("No space left"), "{limit}: {e}");
+        }
     }
 
     #[test]

@@ -130,6 +130,41 @@ pub fn save_atomically(path: &Path, value: &Value, keep: usize) -> std::io::Resu
     Ok(saved)
 }
 
+/// Checks, before any work, that checkpoints can be written at `path`: not a directory, its
+/// folder made if missing, and a file can be created in that folder. The error is one line
+/// naming the path and the cause (a file where a folder should be, a read-only filesystem, no
+/// permission); the caller adds which setting to change.
+pub fn check_destination(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!(
+            "{} is a directory; a checkpoint is a file, e.g. {}",
+            path.display(),
+            path.join("checkpoint.pth").display()
+        ));
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Some(file) = folder.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        return Err(format!(
+            "cannot make the checkpoint folder {}: {} is a file, not a folder",
+            folder.display(),
+            file.display()
+        ));
+    }
+    std::fs::create_dir_all(folder)
+        .map_err(|e| format!("cannot make the checkpoint folder {}: {e}", folder.display()))?;
+    let probe = folder.join(format!(".{}.probe.{}", archive_name(path), std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| format!("cannot write checkpoints in {}: {e}", folder.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// A `File` borrowed as `Write + Seek` through `BufWriter` (zip needs both).
 struct SeekableFile<'f>(&'f mut File);
 
@@ -216,6 +251,9 @@ impl CheckpointWriter {
 }
 
 fn run(shared: &Shared, path: &Path, keep: usize) {
+    // Failures in a row: the first is logged, the rest only counted, and the first success after
+    // them says so (a full disk would otherwise log one error per save interval).
+    let mut streak = 0u64;
     loop {
         let (value, tag) = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -242,12 +280,25 @@ fn run(shared: &Shared, path: &Path, keep: usize) {
                 q.stats.last_bytes = bytes;
                 q.written_tag = Some(tag);
                 tracing::debug!(target: "neuron_host::checkpoint", "saved {} ({bytes} bytes, {:?})", path.display(), started.elapsed());
+                if streak > 0 {
+                    tracing::info!(target: "neuron_host::checkpoint", "{} saved again at {tag}, after {streak} failed saves", path.display());
+                }
+                streak = 0;
             }
             Err(e) => {
                 q.stats.failures += 1;
-                let message =
-                    format!("cannot save checkpoint {}: {e}; the previous checkpoint is intact", path.display());
-                tracing::error!(target: "neuron_host::checkpoint", "{message}");
+                streak += 1;
+                let kept = if q.stats.saves > 0 || path.exists() {
+                    "the previous checkpoint is intact"
+                } else {
+                    "no checkpoint has been written yet"
+                };
+                let message = format!("cannot save checkpoint {} at {tag}: {e}; {kept}", path.display());
+                if streak == 1 {
+                    tracing::error!(target: "neuron_host::checkpoint", "{message} (until a save works again, failures are only counted in checkpoint_failures_total)");
+                } else {
+                    tracing::debug!(target: "neuron_host::checkpoint", "{message}");
+                }
                 q.stats.last_error = Some(message);
             }
         }
@@ -451,6 +502,39 @@ mod tests {
         assert_eq!((s.saves, s.failures), (0, 1));
         assert!(s.last_error.unwrap().contains("cannot save checkpoint"));
         assert!(load_with_fallback(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_destination_that_cannot_hold_checkpoints_is_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        // A missing folder is made; nothing is left behind by the check.
+        let deep = dir.path().join("a/b/c.pth");
+        check_destination(&deep).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+        assert_eq!(std::fs::read_dir(dir.path().join("a/b")).unwrap().count(), 0);
+        // A directory given as the file.
+        let e = check_destination(dir.path()).unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+        // A file where the folder should be.
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let e = check_destination(&file.join("c.pth")).unwrap_err();
+        assert!(e.contains("is a file, not a folder") && !e.contains('\n'), "{e}");
+        let e = check_destination(&file.join("deeper/c.pth")).unwrap_err();
+        assert!(e.contains(&format!("{} is a file, not a folder", file.display())), "{e}");
+        // A folder nobody may write in (root may write anywhere: checked only when it binds).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = dir.path().join("ro");
+            std::fs::create_dir(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            if std::fs::write(ro.join("root-can"), b"").is_err() {
+                let e = check_destination(&ro.join("c.pth")).unwrap_err();
+                assert!(e.contains("cannot write checkpoints in"), "{e}");
+            }
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use neuron_plugin_api::{OutputRequest, TokenBatch};
 use serde_json::{json, Value};
 
 use crate::{
-    checkpoint::writer::load_with_fallback,
+    checkpoint::writer::{check_destination, load_with_fallback},
     config::Config,
     data::{Dataset, Tokenizer},
     error::{Error, Result},
@@ -251,6 +251,11 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
     if options.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()));
     }
+    // Before the plugin loads and anything trains: a run that cannot save would lose its work.
+    if let Some(path) = &options.checkpoint {
+        check_destination(path)
+            .map_err(|e| Error::Config(format!("--checkpoint: {e}; choose another --checkpoint path")))?;
+    }
     let BuiltModel { plugins, mut model, vocab, block_size, tokenizer, parameters, plugin_version, .. } =
         source.build()?;
     let seq = options.sequence_length.unwrap_or(block_size);
@@ -437,8 +442,13 @@ pub fn train(source: &ModelSource, options: &TrainOptions, out: &mut Output) -> 
         let finished = trainer.finish_saves().expect("a trainer with a saver finishes it");
         if finished.written != Some(step) {
             let why = finished.last_error.unwrap_or_else(|| "no error recorded".into());
+            let fix = if why.contains("No space left") {
+                "free space on that disk or choose another --checkpoint path"
+            } else {
+                "choose another --checkpoint path"
+            };
             return Err(Error::Config(format!(
-                "cannot save the checkpoint {} at step {step}: {why}; free space or choose another --checkpoint path and run again",
+                "cannot save the checkpoint {} at step {step}: {why}; {fix} and run again",
                 path.display()
             )));
         }

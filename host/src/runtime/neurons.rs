@@ -161,9 +161,10 @@ impl NeuronBuilder {
             Role::Miner => self.config.checkpoint.miner_every_steps,
             _ => self.config.checkpoint.validator_every_blocks,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
-        }
+        // Checked before the neuron starts: a neuron that cannot save would lose its work.
+        crate::checkpoint::writer::check_destination(&path).map_err(|e| {
+            Error::Config(format!("{e}; set checkpoint.path (--checkpoint_path) to a place this user can write"))
+        })?;
         Ok(CheckpointPlan {
             path,
             every,

@@ -22,7 +22,7 @@ use std::{
 
 use super::{
     local_net::{dev_keypair, validator_stake, LocalNet},
-    miner::{MinerHandle, TrainSummary},
+    miner::{Miner, MinerHandle, TrainSummary},
     neurons::{MinerSpec, NeuronBuilder, ValidatorSpec},
     progress::{self, clear_progress_line, ProgressSettings},
     scorer_slot::ConfigSource,
@@ -75,6 +75,23 @@ pub fn subnet_checkpoint_dir(config: &Config) -> Result<PathBuf> {
     Ok(home.join(".neuron-host").join("local").join(format!("netuid{}", config.netuid)))
 }
 
+/// A local subnet's miners share `[axon]`, so a port given there is the first miner's and the
+/// others serve on the ports after it (port 0: each its own free port).
+fn with_own_port(mut miner: Miner, index: usize, config: &Config) -> Result<Miner> {
+    let base = config.axon.port;
+    if base != 0 {
+        let count = config.subnet.miners.len();
+        let last = u32::from(base) + count as u32 - 1;
+        if last > u32::from(u16::MAX) {
+            return Err(Error::Config(format!(
+                "--axon.port {base}: a local subnet's {count} miners serve on ports {base} to {last}, past 65535; choose a lower --axon.port"
+            )));
+        }
+        miner.axon.port = base + index as u16;
+    }
+    Ok(miner)
+}
+
 /// The seed of a local subnet validator's data stream (its own model's weights derive from it).
 const VALIDATOR_SEED_SALT: u64 = 0x7a11;
 
@@ -123,7 +140,7 @@ impl SubnetRun {
                 noise: profile.noise,
                 register: true,
             };
-            let handle = match builder.miner(spec) {
+            let handle = match builder.miner(spec).and_then(|m| with_own_port(m, miners.len(), config)) {
                 Ok(miner) => miner.start().await,
                 Err(e) => Err(e),
             };
