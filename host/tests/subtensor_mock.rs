@@ -13,7 +13,7 @@ use neuron_host::chain::{
 };
 use subtensor_support::{
     genesis, hex,
-    mock_node::{MockNode, NodeState, SubmitReply},
+    mock_node::{ChainHead, MockNode, NodeState, SubmitReply},
 };
 use subxt::{
     client::OfflineClient,
@@ -224,6 +224,68 @@ async fn the_block_stream_survives_a_dropped_connection_without_missing_a_block(
     assert_eq!(chain.metagraph(NET).await.unwrap().len(), 3);
 }
 
+#[tokio::test]
+async fn a_node_whose_chainhead_is_broken_is_followed_through_the_legacy_methods() {
+    // The node advertises chainHead_v1 but its follow subscription sends a malformed event and
+    // ends: under `auto` the follower counts each empty subscription as a failure (growing
+    // backoff, not a resubscribe twice a second), falls back to the legacy methods after three,
+    // and blocks arrive; a refused transaction still names the node's own answer.
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    st.chainhead = ChainHead::Malformed;
+    st.submit = Some(SubmitReply::PoolError { data: "Custom error: 11".into() });
+    let node = MockNode::start(st).await;
+    let mut config = NodeConfig::new(Endpoint::url(&node.url()).unwrap());
+    config.reconnect_delay = (Duration::from_millis(100), Duration::from_secs(2));
+    let chain =
+        subtensor::connect(config, Arc::new(Sr25519Keypair::from_mini_secret(&[5; 32]).unwrap())).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut blocks = chain.subscribe_blocks().await.unwrap();
+    assert_eq!(next(&mut blocks).await, 100, "blocks arrive through the legacy methods");
+    node.finalize(101);
+    assert_eq!(next(&mut blocks).await, 101);
+    let requests = node.state.lock().unwrap().requests.clone();
+    let follows = requests.iter().filter(|m| *m == "chainHead_v1_follow").count();
+    assert!(follows <= 4, "gave up on chainHead after a few tries: {follows} in {:?}", started.elapsed());
+    assert!(requests.iter().any(|m| m == "chain_subscribeFinalizedHeads"));
+    // The pool's refusal (custom code 11) comes back as the node said it, not as the error of
+    // a backend the node lacks.
+    let err = chain.serve_axon(NET, neuron_host::chain::AxonInfo::new([1, 2, 3, 4].into(), 8091, 1)).await.unwrap_err();
+    assert!(err.to_string().contains("InvalidIpAddress"), "{err}");
+    // Reads work too.
+    assert_eq!(chain.metagraph(NET).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn legacy_forced_never_asks_for_chainhead_and_new_forced_keeps_its_backoff_bounded() {
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    st.chainhead = ChainHead::Malformed;
+    let node = MockNode::start(st).await;
+    let signer = || Arc::new(Sr25519Keypair::from_mini_secret(&[5; 32]).unwrap());
+    let mut config = NodeConfig::new(Endpoint::url(&node.url()).unwrap());
+    config.rpc = subtensor::RpcMode::Legacy;
+    let chain = subtensor::connect(config.clone(), signer()).await.unwrap();
+    let mut blocks = chain.subscribe_blocks().await.unwrap();
+    assert_eq!(next(&mut blocks).await, 100);
+    assert!(!node.state.lock().unwrap().requests.iter().any(|m| m.starts_with("chainHead")));
+    drop((blocks, chain));
+
+    // `new`: no fallback; the broken subscription is retried with a backoff that grows to its cap.
+    node.state.lock().unwrap().requests.clear();
+    config.rpc = subtensor::RpcMode::New;
+    config.reconnect_delay = (Duration::from_millis(50), Duration::from_millis(800));
+    let chain = subtensor::connect(config, signer()).await.unwrap();
+    let blocks = chain.subscribe_blocks().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Each attempt is a handful of requests (subxt tries chainHead, then the legacy method);
+    // with a backoff of 50, 100, 200, 400, 800, 800... ms there are about 8 attempts in 4 s,
+    // where a fixed 50 ms delay would make 80.
+    let requests = node.state.lock().unwrap().requests.len();
+    assert!(blocks.is_ok() && requests <= 100, "{requests} requests in 4 s");
+    drop(blocks);
+}
+
 /// System.Events of a block whose extrinsic 0 failed with SubtensorModule's error `index`.
 fn failed_events(rt: &Runtime, error_index: u8) -> Vec<u8> {
     let system = rt.metadata.pallet_by_name("System").unwrap();
@@ -285,6 +347,46 @@ async fn a_failed_dispatch_comes_back_with_subtensors_error_name() {
     assert_eq!(submitted.len(), 2);
     assert_ne!(submitted[0], submitted[1]);
     assert!(submitted[0].contains(&hex(&chain.hotkey().0)[2..]));
+}
+
+#[test]
+fn every_error_the_host_names_is_one_subtensor_has() {
+    // Dispatch errors against the metadata's error list of SubtensorModule; the two that exist
+    // only as pool refusals against subtensor's custom codes.
+    let rt = runtime();
+    let pallet = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
+    let names: Vec<&str> = pallet.error_variants().unwrap().iter().map(|v| v.name.as_str()).collect();
+    for e in neuron_host::chain::all_dispatch_errors() {
+        let pool_only = subtensor::errors::CUSTOM_CODES.iter().any(|(_, n)| *n == e.name());
+        assert!(
+            names.contains(&e.name()) || pool_only,
+            "{} is neither a SubtensorModule error nor a pool code",
+            e.name()
+        );
+        if names.contains(&e.name()) {
+            // And a failed dispatch with that index decodes back to it.
+            let index = error_index(&rt, e.name());
+            let known = pallet.error_variant_by_index(index).unwrap();
+            assert_eq!(known.name, e.name());
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_dispatch_error_the_host_acts_on_comes_back_named() {
+    let rt = runtime();
+    let node = MockNode::start(node_state(&rt)).await;
+    let chain = connect(&node).await;
+    let pallet = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
+    let names: Vec<String> = pallet.error_variants().unwrap().iter().map(|v| v.name.clone()).collect();
+    let mut block = 101;
+    for e in neuron_host::chain::all_dispatch_errors().iter().filter(|e| names.iter().any(|n| n == e.name())) {
+        node.state.lock().unwrap().submit =
+            Some(SubmitReply::InBlock { block, events: failed_events(&rt, error_index(&rt, e.name())) });
+        let err = chain.set_weights(NET, &[0], &[1], 0).await.unwrap_err();
+        assert_eq!(err.dispatch_error(), Some(*e), "{err}");
+        block += 1;
+    }
 }
 
 #[tokio::test]

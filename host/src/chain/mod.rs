@@ -212,6 +212,11 @@ pub enum DispatchError {
     TooManyRegistrationsThisBlock,
     TooManyRegistrationsThisInterval,
     NotEnoughBalanceToStake,
+    IncorrectCommitRevealVersion,
+    /// Pool refusal only (custom code 15): a timelocked commit's drand round is not usable.
+    InvalidRevealRound,
+    /// Pool refusal only (custom code 17): a reveal outside its commit's reveal epoch.
+    CommitBlockNotInRevealRange,
 }
 
 impl DispatchError {
@@ -245,6 +250,9 @@ impl DispatchError {
             Self::TooManyRegistrationsThisBlock => "TooManyRegistrationsThisBlock",
             Self::TooManyRegistrationsThisInterval => "TooManyRegistrationsThisInterval",
             Self::NotEnoughBalanceToStake => "NotEnoughBalanceToStake",
+            Self::IncorrectCommitRevealVersion => "IncorrectCommitRevealVersion",
+            Self::InvalidRevealRound => "InvalidRevealRound",
+            Self::CommitBlockNotInRevealRange => "CommitBlockNotInRevealRange",
         }
     }
 
@@ -279,6 +287,13 @@ impl DispatchError {
             Self::TooManyRegistrationsThisBlock => "the subnet's registrations for this block are used up",
             Self::TooManyRegistrationsThisInterval => "the subnet's registrations for this interval are used up",
             Self::NotEnoughBalanceToStake => "the coldkey's balance does not cover the registration burn",
+            Self::IncorrectCommitRevealVersion => {
+                "the commit-reveal version differs from the chain's CommitRevealWeightsVersion"
+            }
+            Self::InvalidRevealRound => "the drand round the weights are encrypted to is not one the chain accepts",
+            Self::CommitBlockNotInRevealRange => {
+                "the reveal is outside its commit's reveal epoch (too early or expired)"
+            }
         }
     }
 
@@ -317,7 +332,15 @@ const ALL_DISPATCH_ERRORS: &[DispatchError] = &[
     DispatchError::TooManyRegistrationsThisBlock,
     DispatchError::TooManyRegistrationsThisInterval,
     DispatchError::NotEnoughBalanceToStake,
+    DispatchError::IncorrectCommitRevealVersion,
+    DispatchError::InvalidRevealRound,
+    DispatchError::CommitBlockNotInRevealRange,
 ];
+
+/// Every error this host names (tests check each against subtensor's lists).
+pub fn all_dispatch_errors() -> &'static [DispatchError] {
+    ALL_DISPATCH_ERRORS
+}
 
 impl fmt::Display for DispatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -205,6 +205,7 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource)
             let signer = Arc::new(Sr25519Keypair::from_shared(keypair.clone()).map_err(Error::Config)?);
             let mut node = NodeConfig::new(endpoint);
             node.wait_for = config.subtensor.wait_for;
+            node.rpc = config.subtensor.rpc;
             subtensor::connect(node, signer).await?
         }
         ChainSelection::Local => {

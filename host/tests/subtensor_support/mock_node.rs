@@ -1,6 +1,8 @@
 //! A stand-in subtensor node on 127.0.0.1: JSON-RPC over WebSocket, the
-//! legacy methods only (`chain_*`, `state_*`, `author_*`), answering from
-//! the real finney metadata and from values each test constructs.
+//! legacy methods (`chain_*`, `state_*`, `author_*`), answering from the real
+//! finney metadata and from values each test constructs. It can also
+//! advertise `chainHead_v1` and answer it badly ([`ChainHead`]), as a node
+//! with a broken implementation of the new methods does.
 //!
 //! It exists because no subtensor node can run where the tests run; the live
 //! test (subtensor_live.rs) is the real thing. It can drop every connection
@@ -31,9 +33,21 @@ pub enum SubmitReply {
     PoolError { data: String },
 }
 
+/// Whether the node advertises the new `chainHead_v1` methods, and how it gets them wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChainHead {
+    /// Not offered (legacy methods only).
+    #[default]
+    Absent,
+    /// Offered, but `chainHead_v1_follow` sends a malformed `initialized` event; every other
+    /// `chainHead_v1_*` (and `transactionWatch_v1_*`) call is "Method not found".
+    Malformed,
+}
+
 /// What the node knows; tests fill it in.
 #[derive(Default)]
 pub struct NodeState {
+    pub chainhead: ChainHead,
     pub finalized: u64,
     pub metadata: Vec<u8>,
     pub spec_version: u32,
@@ -161,7 +175,22 @@ async fn serve(
         let params = request["params"].clone();
         state.lock().unwrap().requests.push(method.clone());
         let reply = |result: Value| json!({"jsonrpc": "2.0", "id": id, "result": result});
+        let chainhead = state.lock().unwrap().chainhead;
         match method.as_str() {
+            "chainHead_v1_follow" if chainhead == ChainHead::Malformed => {
+                next_sub += 1;
+                let sub = format!("follow{next_sub}");
+                send(&sender, reply(json!(sub))).await;
+                let bad = json!({"event": "initialized", "finalizedBlockHashes": 42});
+                send(&sender, json!({"jsonrpc": "2.0", "method": "chainHead_v1_followEvent", "params": {"subscription": sub, "result": bad}})).await;
+            }
+            m if chainhead != ChainHead::Absent
+                && (m.starts_with("chainHead_")
+                    || m.starts_with("transactionWatch_")
+                    || m.starts_with("chainSpec_")) =>
+            {
+                send(&sender, json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!("Method not found: {m}")}})).await;
+            }
             "chain_subscribeFinalizedHeads" => {
                 next_sub += 1;
                 let sub = format!("heads{next_sub}");
@@ -227,7 +256,20 @@ fn answer(state: &Mutex<NodeState>, method: &str, params: &Value) -> Value {
     let st = state.lock().unwrap();
     let at = |i: usize| params.get(i).and_then(Value::as_str).map(block_number).unwrap_or(st.finalized);
     match method {
-        "rpc_methods" => json!({"methods": METHODS}),
+        "rpc_methods" => {
+            let mut methods: Vec<&str> = METHODS.to_vec();
+            if st.chainhead != ChainHead::Absent {
+                methods.extend([
+                    "chainHead_v1_follow",
+                    "chainHead_v1_unfollow",
+                    "chainHead_v1_header",
+                    "chainHead_v1_storage",
+                    "chainHead_v1_call",
+                    "chainHead_v1_unpin",
+                ]);
+            }
+            json!({"methods": methods})
+        }
         "chain_getBlockHash" => {
             let n = params.get(0).and_then(Value::as_u64).unwrap_or(st.finalized);
             json!(hex(&block_hash(n)))

@@ -1,12 +1,22 @@
-//! Following finalised blocks across dropped connections.
+//! Following finalised blocks across dropped connections and misbehaving nodes.
 //!
 //! The follower resubscribes with exponential backoff after the subscription
 //! ends or the connection drops, and every block number from the first one
 //! seen onwards is delivered exactly once, in order: after a gap (blocks
 //! finalised while disconnected) the missed numbers are emitted before the
 //! new one, so a consumer counting epoch boundaries never skips one.
+//!
+//! A subscription that ends without delivering a block is a failure, not a
+//! resubscribe: the backoff keeps growing (a node whose `chainHead_v1_follow`
+//! ends at once would otherwise be asked twice a second forever), warnings
+//! come at most once a minute, and under `subtensor.rpc = "auto"` the
+//! connection falls back to the legacy methods after [`FALL_BACK_AFTER`]
+//! such failures in a row.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use subxt::client::Blocks;
 use tokio::sync::mpsc;
@@ -39,6 +49,29 @@ pub fn numbers_to_emit(last: Option<u64>, n: u64) -> std::ops::RangeInclusive<u6
     }
 }
 
+/// Failed subscriptions in a row after which `auto` gives up on the new RPC methods.
+pub const FALL_BACK_AFTER: u32 = 3;
+
+/// One warning a minute at most; what was held back is counted in the next one.
+struct Warnings {
+    last: Option<Instant>,
+    held: u32,
+}
+
+impl Warnings {
+    fn warn(&mut self, message: &str) {
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+            self.held += 1;
+            tracing::debug!(target: "neuron_host::chain", "{message}");
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let more = if held > 0 { format!(" ({held} more like it in the last minute)") } else { String::new() };
+        tracing::warn!(target: "neuron_host::chain", "{message}{more}");
+        self.last = Some(Instant::now());
+    }
+}
+
 async fn run(
     conn: Arc<Connection>,
     mut blocks: Blocks<Subtensor>,
@@ -47,7 +80,12 @@ async fn run(
 ) {
     let endpoint = conn.endpoint.url.clone();
     let mut last = None;
+    let mut warnings = Warnings { last: None, held: 0 };
+    let mut failures = 0u32;
+    let mut delay = first_delay;
     loop {
+        let mut delivered = 0u64;
+        let mut why = "the subscription ended".to_string();
         while let Some(item) = blocks.next().await {
             match item {
                 Ok(block) => {
@@ -58,29 +96,47 @@ async fn run(
                         }
                     }
                     last = Some(last.map_or(n, |l: u64| l.max(n)));
+                    delivered += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(target: "neuron_host::chain", "block subscription to {endpoint} failed: {e}");
+                    why = format!("the subscription failed: {e}");
                     break;
                 }
             }
         }
-        let mut delay = first_delay;
+        if delivered > 0 {
+            // It worked for a while: a fresh start.
+            failures = 0;
+            delay = first_delay;
+        } else {
+            failures += 1;
+        }
+        if failures >= FALL_BACK_AFTER && conn.can_fall_back() {
+            conn.fall_back_to_legacy(&format!("{failures} block subscriptions in a row ended without a block ({why})"))
+                .await;
+            failures = 0;
+            delay = first_delay;
+        }
         blocks = loop {
             if tx.is_closed() {
                 return;
             }
-            tracing::warn!(target: "neuron_host::chain", "following blocks of {endpoint}: resubscribing in {} ms", delay.as_millis());
+            let empty = if delivered == 0 { ", without a block" } else { "" };
+            warnings.warn(&format!(
+                "following blocks of {endpoint}: {why}{empty}; resubscribing in {} ms",
+                delay.as_millis()
+            ));
             tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(max_delay);
             match subscribe(&conn).await {
                 Ok(b) => break b,
                 Err(e) => {
-                    tracing::warn!(target: "neuron_host::chain", "{e}");
-                    delay = (delay * 2).min(max_delay);
+                    why = e.to_string();
+                    delivered = 0;
                 }
             }
         };
-        tracing::info!(target: "neuron_host::chain", "following blocks of {endpoint} again after block {}", last.map_or("none".to_string(), |l| l.to_string()));
+        tracing::debug!(target: "neuron_host::chain", "following blocks of {endpoint} again after block {}", last.map_or("none".to_string(), |l| l.to_string()));
     }
 }
 

@@ -32,31 +32,46 @@ pub fn from_dispatch(call: &'static str, error: &SubxtDispatchError) -> ChainErr
     ChainError::OtherDispatch { call, pallet: "System".into(), name: format!("{error:?}"), docs: error.to_string() }
 }
 
-/// subtensor's `CustomTransactionError` codes (its `InvalidTransaction::Custom(u8)`),
-/// as stable on the wire since they were introduced; newer codes are reported by number.
-const CUSTOM_CODES: &[&str] = &[
-    "ColdkeyInSwapSchedule",
-    "StakeAmountTooLow",
-    "BalanceTooLow",
-    "SubnetNotExists",
-    "HotkeyAccountDoesntExist",
-    "NotEnoughStakeToWithdraw",
-    "RateLimitExceeded",
-    "InsufficientLiquidity",
-    "SlippageTooHigh",
-    "TransferDisallowed",
-    "HotKeyNotRegisteredInNetwork",
-    "InvalidIpAddress",
-    "ServingRateLimitExceeded",
-    "InvalidPort",
-    "BadRequest",
-    "ZeroMaxAmount",
-    "InvalidRevealRound",
-    "CommitNotFound",
-    "CommitBlockNotInRevealRange",
-    "InputLengthsUnequal",
-    "UidNotFound",
+/// subtensor's `CustomTransactionError` codes (its `InvalidTransaction::Custom(u8)`), as its
+/// `From<CustomTransactionError> for u8` numbers them: the wire values are fixed per variant, not
+/// by the enum's order (`BadRequest` is 255; `ZeroMaxAmount` took 14). Codes not here are
+/// reported by number.
+pub const CUSTOM_CODES: &[(u8, &str)] = &[
+    (0, "ColdkeyInSwapSchedule"),
+    (1, "StakeAmountTooLow"),
+    (2, "BalanceTooLow"),
+    (3, "SubnetNotExists"),
+    (4, "HotkeyAccountDoesntExist"),
+    (5, "NotEnoughStakeToWithdraw"),
+    (6, "RateLimitExceeded"),
+    (7, "InsufficientLiquidity"),
+    (8, "SlippageTooHigh"),
+    (9, "TransferDisallowed"),
+    (10, "HotKeyNotRegisteredInNetwork"),
+    (11, "InvalidIpAddress"),
+    (12, "ServingRateLimitExceeded"),
+    (13, "InvalidPort"),
+    (14, "ZeroMaxAmount"),
+    (15, "InvalidRevealRound"),
+    (16, "CommitNotFound"),
+    (17, "CommitBlockNotInRevealRange"),
+    (18, "InputLengthsUnequal"),
+    (19, "UidNotFound"),
+    (20, "EvmKeyAssociateRateLimitExceeded"),
+    (21, "ColdkeySwapDisputed"),
+    (22, "InvalidRealAccount"),
+    (23, "FailedShieldedTxParsing"),
+    (24, "InvalidShieldedTxPubKeyHash"),
+    (25, "NonAssociatedColdKey"),
+    (26, "DelegateTakeTooLow"),
+    (27, "DelegateTakeTooHigh"),
+    (255, "BadRequest"),
 ];
+
+/// The name subtensor gives custom pool error `code`.
+pub fn custom_code_name(code: u8) -> Option<&'static str> {
+    CUSTOM_CODES.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
+}
 
 /// The custom code in a pool rejection's text ("Custom error: 6" or "Custom(6)").
 fn custom_code(message: &str) -> Option<u8> {
@@ -81,16 +96,18 @@ pub fn from_pool_rejection(call: &'static str, message: &str) -> ChainError {
             docs: message.to_string(),
         };
     };
-    let name = CUSTOM_CODES.get(usize::from(code)).copied();
+    let name = custom_code_name(code);
     let known = match (name, call) {
         (Some("SubnetNotExists"), _) => Some(DispatchError::SubnetNotExists),
         (Some("HotKeyNotRegisteredInNetwork"), _) => Some(DispatchError::HotKeyNotRegisteredInSubNet),
         (Some("RateLimitExceeded"), "set_weights" | "reveal_weights") => Some(DispatchError::SettingWeightsTooFast),
-        (Some("RateLimitExceeded"), "commit_weights") => Some(DispatchError::CommittingWeightsTooFast),
+        (Some("RateLimitExceeded"), c) if c.starts_with("commit") => Some(DispatchError::CommittingWeightsTooFast),
         (Some("ServingRateLimitExceeded"), _) => Some(DispatchError::ServingRateLimitExceeded),
         (Some("InvalidPort"), _) => Some(DispatchError::InvalidPort),
         (Some("InputLengthsUnequal"), _) => Some(DispatchError::WeightVecNotEqualSize),
         (Some("CommitNotFound"), _) => Some(DispatchError::NoWeightsCommitFound),
+        (Some("InvalidRevealRound"), _) => Some(DispatchError::InvalidRevealRound),
+        (Some("CommitBlockNotInRevealRange"), _) => Some(DispatchError::CommitBlockNotInRevealRange),
         _ => None,
     };
     match known {
@@ -114,9 +131,40 @@ mod tests {
         assert_eq!(e.dispatch_error(), Some(DispatchError::SettingWeightsTooFast));
         let e = from_pool_rejection("serve_axon", "1010: Invalid Transaction (Custom(12))");
         assert_eq!(e.dispatch_error(), Some(DispatchError::ServingRateLimitExceeded));
+        // Code 16 is CommitNotFound (the table was once shifted by one from 14 on).
+        let e = from_pool_rejection("reveal_weights", "Invalid Transaction: Custom error: 16");
+        assert_eq!(e.dispatch_error(), Some(DispatchError::NoWeightsCommitFound));
+        let e = from_pool_rejection("serve_axon", "1010: Invalid Transaction (Custom(11))");
+        assert!(matches!(e, ChainError::OtherDispatch { ref name, .. } if name == "InvalidIpAddress"), "{e}");
+        let e = from_pool_rejection("set_weights", "Invalid Transaction: Custom error: 255");
+        assert!(matches!(e, ChainError::OtherDispatch { ref name, .. } if name == "BadRequest"), "{e}");
         let e = from_pool_rejection("set_weights", "Invalid Transaction: Custom error: 200");
         assert!(matches!(e, ChainError::OtherDispatch { ref name, .. } if name == "Custom(200)"), "{e}");
         let e = from_pool_rejection("set_weights", "Transaction is outdated");
         assert!(matches!(e, ChainError::OtherDispatch { ref docs, .. } if docs.contains("outdated")), "{e}");
+    }
+
+    #[test]
+    fn every_custom_code_is_named_as_subtensor_numbers_it() {
+        // (code, name) as subtensor's `From<CustomTransactionError> for u8` maps them.
+        for &(code, name) in CUSTOM_CODES {
+            let e = from_pool_rejection("add_stake", &format!("Invalid Transaction: Custom error: {code}"));
+            let named = match &e {
+                ChainError::OtherDispatch { name, .. } => name.clone(),
+                other => other.dispatch_error().map(|d| d.name().to_string()).unwrap_or_default(),
+            };
+            let expected = match name {
+                "HotKeyNotRegisteredInNetwork" => "HotKeyNotRegisteredInSubNet",
+                "InputLengthsUnequal" => "WeightVecNotEqualSize",
+                "CommitNotFound" => "NoWeightsCommitFound",
+                n => n,
+            };
+            assert_eq!(named, expected, "code {code}");
+        }
+        let codes: Vec<u8> = CUSTOM_CODES.iter().map(|(c, _)| *c).collect();
+        assert_eq!(codes[..28], (0..28).collect::<Vec<u8>>()[..], "0 to 27 without a gap");
+        assert_eq!(custom_code_name(255), Some("BadRequest"));
+        assert_eq!(custom_code_name(14), Some("ZeroMaxAmount"));
+        assert_eq!(custom_code_name(28), None);
     }
 }

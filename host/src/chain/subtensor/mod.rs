@@ -35,6 +35,7 @@ pub mod signer;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use subxt::{
+    backend::LegacyBackend,
     client::{ClientAtBlock, OnlineClientAtBlockImpl},
     ext::futures::future::try_join,
     rpcs::client::{jsonrpsee_client, JsonrpseeRpcClient, RpcClient},
@@ -120,11 +121,28 @@ pub enum WaitFor {
     Finalized,
 }
 
+/// Which of a node's JSON-RPC methods to use (`subtensor.rpc`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpcMode {
+    /// The new methods (`chainHead_v1`, `archive_v1`) where the node offers them, the legacy
+    /// ones for the rest; after repeated block subscriptions that end without a block, the
+    /// legacy ones only (a node whose `chainHead_v1` is broken). Transactions go through
+    /// `author_submitAndWatchExtrinsic` when the node has it, so a refusal is the node's own.
+    #[default]
+    Auto,
+    /// Only the legacy methods (`chain_*`, `state_*`, `author_*`).
+    Legacy,
+    /// The new methods wherever the node offers them, never falling back on its own.
+    New,
+}
+
 /// How to talk to a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub endpoint: Endpoint,
     pub wait_for: WaitFor,
+    pub rpc: RpcMode,
     /// Blocks an extrinsic stays valid for (rounded up to a power of two); 0 = immortal.
     pub mortal_period: u64,
     /// Where pending weight commits (hash, salt, weights) are kept across restarts.
@@ -140,6 +158,7 @@ impl NodeConfig {
         Self {
             endpoint,
             wait_for: WaitFor::InBlock,
+            rpc: RpcMode::Auto,
             mortal_period: 64,
             commit_state: None,
             connect_timeout: Duration::from_secs(20),
@@ -153,6 +172,9 @@ type AtBlock = ClientAtBlock<Subtensor, OnlineClientAtBlockImpl<Subtensor>>;
 /// The live connection, replaced when it drops.
 struct Live {
     client: OnlineClient<Subtensor>,
+    /// The client transactions are submitted through: the legacy methods when the node has
+    /// them (see [`RpcMode::Auto`]), else `client`.
+    submitter: OnlineClient<Subtensor>,
     rpc: Arc<JsonrpseeRpcClient>,
 }
 
@@ -163,6 +185,9 @@ pub(crate) struct Connection {
     /// Shared across reconnections: metadata is fetched once per runtime version.
     config: Subtensor,
     live: Mutex<Option<Live>>,
+    mode: RpcMode,
+    /// Set when `auto` gave up on the new methods: every later connection uses the legacy ones.
+    legacy_only: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -172,7 +197,25 @@ impl Connection {
             connect_timeout: config.connect_timeout,
             config: Subtensor::online(),
             live: Mutex::new(None),
+            mode: config.rpc,
+            legacy_only: std::sync::atomic::AtomicBool::new(config.rpc == RpcMode::Legacy),
         }
+    }
+
+    /// Whether `auto` may still give up on the new methods.
+    pub(crate) fn can_fall_back(&self) -> bool {
+        self.mode == RpcMode::Auto && !self.legacy_only.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// From now on, the legacy methods only: the current connection is closed and the next
+    /// request opens one that uses them.
+    pub(crate) async fn fall_back_to_legacy(&self, why: &str) {
+        if !self.can_fall_back() {
+            return;
+        }
+        self.legacy_only.store(true, std::sync::atomic::Ordering::Release);
+        *self.live.lock().await = None;
+        tracing::warn!(target: "neuron_host::chain", "{}: {why}; using the node's legacy RPC methods from now on (set subtensor.rpc = \"legacy\" to start with them)", self.endpoint.url);
     }
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> ChainError {
@@ -195,12 +238,32 @@ impl Connection {
             tracing::warn!(target: "neuron_host::chain", "connection to {} dropped; reconnecting", self.endpoint.url);
         }
         let url = self.endpoint.url.as_str();
+        let legacy_only = self.legacy_only.load(std::sync::atomic::Ordering::Acquire);
         let open = async {
             let rpc = Arc::new(jsonrpsee_client(url).await.map_err(|e| self.unreachable(e))?);
-            let client = OnlineClient::from_rpc_client_with_config(self.config.clone(), RpcClient::new(rpc.clone()))
+            let methods: RpcMethods = RpcClient::new(rpc.clone())
+                .request("rpc_methods", subxt::rpcs::rpc_params![])
                 .await
-                .map_err(|e| self.unreachable(e))?;
-            Ok::<_, ChainError>(Live { client, rpc })
+                .map_err(|e| self.unreachable(format!("rpc_methods: {e}")))?;
+            let has = |m: &str| methods.methods.iter().any(|x| x == m);
+            let legacy = || {
+                OnlineClient::from_backend_with_config(
+                    self.config.clone(),
+                    Arc::new(LegacyBackend::builder().build(RpcClient::new(rpc.clone()))),
+                )
+            };
+            let client = if legacy_only {
+                legacy().await
+            } else {
+                OnlineClient::from_rpc_client_with_config(self.config.clone(), RpcClient::new(rpc.clone())).await
+            }
+            .map_err(|e| self.unreachable(e))?;
+            let submitter = if self.mode != RpcMode::New && !legacy_only && has("author_submitAndWatchExtrinsic") {
+                legacy().await.map_err(|e| self.unreachable(e))?
+            } else {
+                client.clone()
+            };
+            Ok::<_, ChainError>(Live { client, submitter, rpc })
         };
         let opened = tokio::time::timeout(self.connect_timeout, open)
             .await
@@ -208,6 +271,13 @@ impl Connection {
         let client = opened.client.clone();
         *live = Some(opened);
         Ok(client)
+    }
+
+    /// The client transactions go through.
+    async fn submitter(&self) -> Result<OnlineClient<Subtensor>, ChainError> {
+        self.client().await?;
+        let live = self.live.lock().await;
+        Ok(live.as_ref().map(|l| l.submitter.clone()).expect("connected just now"))
     }
 
     /// A failed request: a connection error if the connection is gone, else what the node said.
@@ -228,6 +298,12 @@ impl Connection {
             Err(e) => Err(self.error(what, e).await),
         }
     }
+}
+
+/// The answer of `rpc_methods`.
+#[derive(serde::Deserialize)]
+struct RpcMethods {
+    methods: Vec<String>,
 }
 
 /// A neuron's handle on a subtensor node.
@@ -348,7 +424,11 @@ impl SubtensorChain {
             // Held from reading the nonce until the node has the transaction,
             // so concurrent submissions get consecutive nonces.
             let mut next_nonce = self.next_nonce.lock().await;
-            let at = self.conn.at_finalized(name).await?;
+            let submitter = self.conn.submitter().await?;
+            let at = match submitter.at_current_block().await {
+                Ok(at) => at,
+                Err(e) => return Err(self.conn.error(name, e).await),
+            };
             let account = AccountId32(self.signer.account().0);
             let chain_nonce = match at.tx().account_nonce(&account).await {
                 Ok(n) => n,
@@ -549,11 +629,13 @@ pub struct SubtensorSettings {
     pub chain_endpoint: String,
     /// Wait for extrinsics to be "inclusion" in a block or "finalized".
     pub wait_for: WaitFor,
+    /// The node's RPC methods to use: "auto", "legacy" or "new".
+    pub rpc: RpcMode,
 }
 
 impl Default for SubtensorSettings {
     fn default() -> Self {
-        Self { network: "local".into(), chain_endpoint: String::new(), wait_for: WaitFor::InBlock }
+        Self { network: "local".into(), chain_endpoint: String::new(), wait_for: WaitFor::InBlock, rpc: RpcMode::Auto }
     }
 }
 
