@@ -379,13 +379,12 @@ async fn each_dispatch_error_the_host_acts_on_comes_back_named() {
     let chain = connect(&node).await;
     let pallet = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
     let names: Vec<String> = pallet.error_variants().unwrap().iter().map(|v| v.name.clone()).collect();
-    let mut block = 101;
-    for e in neuron_host::chain::all_dispatch_errors().iter().filter(|e| names.iter().any(|n| n == e.name())) {
+    let acted_on = neuron_host::chain::all_dispatch_errors().iter().filter(|e| names.iter().any(|n| n == e.name()));
+    for (block, e) in (101..).zip(acted_on) {
         node.state.lock().unwrap().submit =
             Some(SubmitReply::InBlock { block, events: failed_events(&rt, error_index(&rt, e.name())) });
         let err = chain.set_weights(NET, &[0], &[1], 0).await.unwrap_err();
         assert_eq!(err.dispatch_error(), Some(*e), "{err}");
-        block += 1;
     }
 }
 
