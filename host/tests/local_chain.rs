@@ -325,3 +325,105 @@ async fn state_saves_and_resumes() {
     let err = LocalChain::load(&path, std::time::Duration::from_secs(1)).err().unwrap();
     assert!(err.contains("is not valid") && err.contains("move it away"), "{err}");
 }
+
+/// A validator's view of the embedded chain whose commits are included only after the next
+/// epoch has begun, as on a real chain when the commit is sent in an epoch's last block: the
+/// reveal epoch predicted before sending is then one too early.
+struct LateCommits {
+    inner: LocalClient,
+    chain: Arc<LocalChain>,
+}
+
+#[async_trait::async_trait]
+impl Chain for LateCommits {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn hotkey(&self) -> AccountId {
+        self.inner.hotkey()
+    }
+    async fn block(&self) -> Result<u64, neuron_host::chain::ChainError> {
+        self.inner.block().await
+    }
+    async fn subscribe_blocks(&self) -> Result<neuron_host::chain::BlockStream, neuron_host::chain::ChainError> {
+        self.inner.subscribe_blocks().await
+    }
+    async fn metagraph(&self, n: u16) -> Result<neuron_host::chain::Metagraph, neuron_host::chain::ChainError> {
+        self.inner.metagraph(n).await
+    }
+    async fn hyperparams(&self, n: u16) -> Result<Hyperparams, neuron_host::chain::ChainError> {
+        self.inner.hyperparams(n).await
+    }
+    async fn epoch_status(&self, n: u16) -> Result<neuron_host::chain::EpochStatus, neuron_host::chain::ChainError> {
+        self.inner.epoch_status(n).await
+    }
+    async fn weights(&self, n: u16) -> Result<Vec<(u16, Vec<(u16, u16)>)>, neuron_host::chain::ChainError> {
+        self.inner.weights(n).await
+    }
+    async fn register(&self, n: u16) -> Result<u16, neuron_host::chain::ChainError> {
+        self.inner.register(n).await
+    }
+    async fn serve_axon(&self, n: u16, axon: AxonInfo) -> Result<(), neuron_host::chain::ChainError> {
+        self.inner.serve_axon(n, axon).await
+    }
+    async fn set_weights(&self, n: u16, u: &[u16], w: &[u16], k: u64) -> Result<(), neuron_host::chain::ChainError> {
+        self.inner.set_weights(n, u, w, k).await
+    }
+    async fn commit_weights(&self, n: u16, hash: [u8; 32]) -> Result<(), neuron_host::chain::ChainError> {
+        let epoch = self.inner.epoch_status(n).await?.epoch_index;
+        while self.inner.epoch_status(n).await?.epoch_index == epoch {
+            self.chain.produce_block();
+        }
+        self.inner.commit_weights(n, hash).await
+    }
+    async fn reveal_weights(
+        &self,
+        n: u16,
+        u: &[u16],
+        w: &[u16],
+        s: &[u16],
+        k: u64,
+    ) -> Result<(), neuron_host::chain::ChainError> {
+        self.inner.reveal_weights(n, u, w, s, k).await
+    }
+}
+
+#[tokio::test]
+async fn a_commit_included_an_epoch_late_is_revealed_an_epoch_late_and_an_expired_one_is_reported() {
+    use neuron_host::chain::{
+        commits::CommitStore,
+        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
+    };
+    let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
+    let inner = net.chain.client(net.clients[0].hotkey(), AccountId::from_name("owner"));
+    let v = LateCommits { inner, chain: net.chain.clone() };
+    let commits = CommitStore::open(None).unwrap();
+    let start = epoch_of(&v).await;
+    let outcome =
+        submit_weights_with_policy(&v, &commits, NET, &[2, 3], &[100, 50], 0, &WeightsPolicy::default()).await.unwrap();
+    assert_eq!(outcome, WeightsOutcome::Committed { reveal_epoch: start + 1 }, "predicted from before sending");
+    assert_eq!(epoch_of(&v).await, start + 1, "but included in the next epoch");
+    // In the predicted epoch the chain says "too early": the commit is kept and moved on once.
+    assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
+    assert_eq!(commits.all().len(), 1);
+    assert_eq!((commits.all()[0].reveal_epoch, commits.all()[0].postponed), (start + 2, true));
+    while epoch_of(&v).await < start + 2 {
+        net.chain.produce_block();
+    }
+    assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 1, "revealed in its real epoch");
+    assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
+    assert!(commits.all().is_empty());
+
+    // A commit whose epochs all passed (the validator was away) is dropped with an error, not kept forever.
+    submit_weights_with_policy(&v, &commits, NET, &[2], &[1], 0, &WeightsPolicy::default()).await.unwrap();
+    let due = commits.all()[0].reveal_epoch;
+    while epoch_of(&v).await <= due + 1 {
+        net.chain.produce_block();
+    }
+    assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
+    assert!(commits.all().is_empty());
+}
+
+async fn epoch_of(c: &LateCommits) -> u64 {
+    c.epoch_status(NET).await.unwrap().epoch_index
+}

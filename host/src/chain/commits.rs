@@ -28,6 +28,11 @@ pub struct PendingCommit {
     pub hash: String,
     /// The epoch (subtensor's per-subnet index) in which it must be revealed.
     pub reveal_epoch: u64,
+    /// The chain said "not yet" in `reveal_epoch` once, and the reveal moved one epoch on: the
+    /// epoch is predicted from the block before the commit was sent, and a commit included in
+    /// the next epoch's first block belongs to that one. A second "not yet" means it expired.
+    #[serde(default)]
+    pub postponed: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -96,6 +101,16 @@ impl CommitStore {
         self.save(&pending)
     }
 
+    /// Moves the commit with this hash to the next epoch (once; see [`PendingCommit::postponed`]).
+    pub fn postpone(&self, hash: &str) -> Result<(), ChainError> {
+        let mut pending = self.lock();
+        for c in pending.iter_mut().filter(|c| c.hash == hash) {
+            c.reveal_epoch += 1;
+            c.postponed = true;
+        }
+        self.save(&pending)
+    }
+
     /// Removes the commit with this hash (revealed, refused, or expired).
     pub fn remove(&self, hash: &str) -> Result<(), ChainError> {
         let mut pending = self.lock();
@@ -122,6 +137,7 @@ mod tests {
             version_key: 0,
             hash: hash.into(),
             reveal_epoch: 5,
+            postponed: false,
         }
     }
 

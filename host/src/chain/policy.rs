@@ -90,6 +90,7 @@ async fn commit(
         version_key,
         hash: hex(&hash),
         reveal_epoch: status.epoch_index + params.commit_reveal_period,
+        postponed: false,
     };
     let reveal_epoch = pending.reveal_epoch;
     commits.add(pending)?;
@@ -151,8 +152,12 @@ pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid
     let epoch = chain.epoch_status(netuid).await?.epoch_index;
     let mut revealed = 0;
     for c in mine {
-        if epoch > c.reveal_epoch {
-            tracing::warn!(target: "neuron_host::chain", "a weights commit on subnet {netuid} expired unrevealed (epoch {} passed)", c.reveal_epoch);
+        // A commit's reveal epoch is predicted before it is sent; one included in the next
+        // epoch is due one epoch later (a refusal below postpones it once), so it has expired
+        // only when that epoch has passed too.
+        let last_chance = c.reveal_epoch + u64::from(!c.postponed);
+        if epoch > last_chance {
+            tracing::error!(target: "neuron_host::chain", "a weights commit on subnet {netuid} expired unrevealed (its reveal epoch {} passed): that epoch's weights are lost", c.reveal_epoch);
             commits.remove(&c.hash)?;
             continue;
         }
@@ -164,8 +169,24 @@ pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid
                 commits.remove(&c.hash)?;
                 revealed += 1;
             }
-            // Not yet after all (the chain's epoch moved on differently): keep it for the next call.
-            Err(e) if e.dispatch_error() == Some(DispatchError::RevealTooEarly) => {}
+            // "Not yet" (a dispatch's RevealTooEarly, or the pool's CommitBlockNotInRevealRange):
+            // the commit landed an epoch later than predicted; the first time, try in the next
+            // epoch; the second time it is outside every window it could have had.
+            Err(e)
+                if matches!(
+                    e.dispatch_error(),
+                    Some(DispatchError::RevealTooEarly | DispatchError::CommitBlockNotInRevealRange)
+                ) =>
+            {
+                if c.postponed {
+                    commits.remove(&c.hash)?;
+                    return Err(ChainError::Other(format!(
+                        "the weights commit for epoch {} on subnet {netuid} could not be revealed in its epoch or the next ({e}); its weights are lost",
+                        c.reveal_epoch - 1
+                    )));
+                }
+                commits.postpone(&c.hash)?;
+            }
             Err(e) => {
                 commits.remove(&c.hash)?;
                 return Err(e);
