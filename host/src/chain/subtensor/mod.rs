@@ -542,7 +542,29 @@ impl Chain for SubtensorChain {
         let at = self.conn.at_finalized("epoch_status").await?;
         self.subnet_exists(&at, "epoch_status", netuid).await?;
         let tempo: u16 = self.storage(&at, "Tempo", (netuid,)).await?;
-        Ok(reads::epoch_status(netuid, tempo, at.block_number()))
+        // Runtimes with the stateful epoch scheduler ("dynamic tempo") keep the epoch count in
+        // storage; older ones follow the block-number rule. Decided by the metadata, not a version.
+        let stateful = at
+            .metadata_ref()
+            .pallet_by_name(calls::PALLET)
+            .and_then(|p| p.storage())
+            .is_some_and(|s| s.entry_by_name("SubnetEpochIndex").is_some());
+        if !stateful {
+            return Ok(reads::epoch_status(netuid, tempo, at.block_number()));
+        }
+        let (index, last, pending, since): (u64, u64, u64, u64) = (
+            self.storage(&at, "SubnetEpochIndex", (netuid,)).await?,
+            self.storage(&at, "LastEpochBlock", (netuid,)).await?,
+            self.storage(&at, "PendingEpochAt", (netuid,)).await?,
+            self.storage(&at, "BlocksSinceLastStep", (netuid,)).await?,
+        );
+        let stored = reads::StoredEpoch {
+            index,
+            last_epoch_block: last,
+            pending_epoch_at: pending,
+            blocks_since_last_step: since,
+        };
+        Ok(reads::epoch_status_stateful(tempo, at.block_number(), stored))
     }
 
     async fn weights(&self, netuid: NetUid) -> Result<Vec<(u16, Vec<(u16, u16)>)>, ChainError> {
