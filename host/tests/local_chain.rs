@@ -326,16 +326,36 @@ async fn state_saves_and_resumes() {
     assert!(err.contains("is not valid") && err.contains("move it away"), "{err}");
 }
 
-/// A validator's view of the embedded chain whose commits are included only after the next
-/// epoch has begun, as on a real chain when the commit is sent in an epoch's last block: the
-/// reveal epoch predicted before sending is then one too early.
-struct LateCommits {
+/// A validator's view of the embedded chain that behaves as a real node can: its commits are
+/// included only after the next epoch has begun (as when a commit is sent in an epoch's last
+/// block: the reveal epoch predicted before sending is then one too early), and it can be
+/// unreachable for a while (`down`).
+struct NodeLike {
     inner: LocalClient,
     chain: Arc<LocalChain>,
+    late_commits: bool,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl NodeLike {
+    fn new(net: &Net, late_commits: bool) -> Self {
+        let inner = net.chain.client(net.clients[0].hotkey(), AccountId::from_name("owner"));
+        Self { inner, chain: net.chain.clone(), late_commits, down: Default::default() }
+    }
+
+    fn reachable(&self) -> Result<(), neuron_host::chain::ChainError> {
+        if self.down.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(neuron_host::chain::ChainError::Connection {
+                endpoint: "test".into(),
+                reason: "the node is down".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
-impl Chain for LateCommits {
+impl Chain for NodeLike {
     fn describe(&self) -> String {
         self.inner.describe()
     }
@@ -367,11 +387,13 @@ impl Chain for LateCommits {
         self.inner.serve_axon(n, axon).await
     }
     async fn set_weights(&self, n: u16, u: &[u16], w: &[u16], k: u64) -> Result<(), neuron_host::chain::ChainError> {
+        self.reachable()?;
         self.inner.set_weights(n, u, w, k).await
     }
     async fn commit_weights(&self, n: u16, hash: [u8; 32]) -> Result<(), neuron_host::chain::ChainError> {
+        self.reachable()?;
         let epoch = self.inner.epoch_status(n).await?.epoch_index;
-        while self.inner.epoch_status(n).await?.epoch_index == epoch {
+        while self.late_commits && self.inner.epoch_status(n).await?.epoch_index == epoch {
             self.chain.produce_block();
         }
         self.inner.commit_weights(n, hash).await
@@ -395,8 +417,7 @@ async fn a_commit_included_an_epoch_late_is_revealed_an_epoch_late_and_an_expire
         policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
     };
     let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
-    let inner = net.chain.client(net.clients[0].hotkey(), AccountId::from_name("owner"));
-    let v = LateCommits { inner, chain: net.chain.clone() };
+    let v = NodeLike::new(&net, true);
     let commits = CommitStore::open(None).unwrap();
     let start = epoch_of(&v).await;
     let outcome =
@@ -424,6 +445,39 @@ async fn a_commit_included_an_epoch_late_is_revealed_an_epoch_late_and_an_expire
     assert!(commits.all().is_empty());
 }
 
-async fn epoch_of(c: &LateCommits) -> u64 {
+async fn epoch_of(c: &NodeLike) -> u64 {
     c.epoch_status(NET).await.unwrap().epoch_index
+}
+
+#[tokio::test]
+async fn weights_the_node_was_unreachable_for_are_sent_when_it_answers() {
+    use neuron_host::chain::{
+        commits::CommitStore,
+        policy::{submit_weights_with_policy, WeightsOutcome, WeightsPolicy, WeightsRetry},
+    };
+    let net = subnet(params()).await;
+    let v = NodeLike::new(&net, false);
+    let commits = CommitStore::open(None).unwrap();
+    let policy = WeightsPolicy::default();
+    v.down.store(true, std::sync::atomic::Ordering::Release);
+    let err = submit_weights_with_policy(&v, &commits, NET, &[2, 3], &[100, 50], 0, &policy).await.unwrap_err();
+    assert!(WeightsRetry::is_retryable(&err), "{err}");
+    let mut retry = WeightsRetry::default();
+    retry.keep(vec![2, 3], vec![100, 50], 7);
+    // Still down: nothing happens, they keep waiting.
+    assert!(retry.retry(&v, &commits, NET, 0, &policy).await.is_none());
+    assert_eq!(retry.waiting(), Some(7));
+    // Back: sent, and set.
+    v.down.store(false, std::sync::atomic::Ordering::Release);
+    let (epoch, outcome) = retry.retry(&v, &commits, NET, 0, &policy).await.expect("sent");
+    assert_eq!((epoch, outcome.unwrap()), (7, WeightsOutcome::Set));
+    assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
+    assert_eq!(retry.waiting(), None);
+    // A refusal is not retried (and an expired epoch drops what waits).
+    retry.keep(vec![9], vec![1], 8);
+    let (_, refused) = retry.retry(&v, &commits, NET, 0, &policy).await.expect("answered");
+    assert_eq!(refused.unwrap_err().dispatch_error(), Some(DispatchError::UidVecContainInvalidOne));
+    retry.keep(vec![2], vec![1], 9);
+    assert_eq!(retry.expire(), Some(9));
+    assert!(retry.retry(&v, &commits, NET, 0, &policy).await.is_none());
 }

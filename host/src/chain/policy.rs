@@ -11,6 +11,8 @@
 //!   then retry, at most [`WeightsPolicy::rate_limit_retries`] times;
 //! - `CommitRevealEnabled` on `set_weights`: switch to commit;
 //!   `CommitRevealDisabled` on a commit: switch to `set_weights`;
+//! - the node unreachable: [`WeightsRetry`] keeps the weights and sends them again
+//!   when the node answers, while their epoch is open;
 //! - anything else is returned to the caller.
 
 use super::{
@@ -194,4 +196,53 @@ pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid
         }
     }
     Ok(revealed)
+}
+
+/// Weights whose submission failed because the node could not be reached, kept to be sent again
+/// when it answers, as long as their epoch is open (the next epoch's weights replace them).
+#[derive(Clone, Debug, Default)]
+pub struct WeightsRetry {
+    pending: Option<(Vec<u16>, Vec<u16>, u64)>,
+}
+
+impl WeightsRetry {
+    /// Whether `error` is one to retry (the node unreachable, not a refusal).
+    pub fn is_retryable(error: &ChainError) -> bool {
+        matches!(error, ChainError::Connection { .. })
+    }
+
+    /// Keeps weights of `epoch` that could not be sent.
+    pub fn keep(&mut self, uids: Vec<u16>, values: Vec<u16>, epoch: u64) {
+        self.pending = Some((uids, values, epoch));
+    }
+
+    /// The epoch of the weights waiting, if any.
+    pub fn waiting(&self) -> Option<u64> {
+        self.pending.as_ref().map(|p| p.2)
+    }
+
+    /// Drops what waits (its epoch is over); returns its epoch.
+    pub fn expire(&mut self) -> Option<u64> {
+        self.pending.take().map(|p| p.2)
+    }
+
+    /// Sends the waiting weights again: `None` when nothing waits or the node is still away
+    /// (they keep waiting), else what the chain did with them (a refusal ends the retry).
+    pub async fn retry(
+        &mut self,
+        chain: &dyn Chain,
+        commits: &CommitStore,
+        netuid: NetUid,
+        version_key: u64,
+        policy: &WeightsPolicy,
+    ) -> Option<(u64, Result<WeightsOutcome, ChainError>)> {
+        let (uids, values, epoch) = self.pending.take()?;
+        match submit_weights_with_policy(chain, commits, netuid, &uids, &values, version_key, policy).await {
+            Err(e) if Self::is_retryable(&e) => {
+                self.pending = Some((uids, values, epoch));
+                None
+            }
+            done => Some((epoch, done)),
+        }
+    }
 }

@@ -37,7 +37,7 @@ use super::{
 use crate::{
     chain::{
         commits::CommitStore,
-        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
+        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy, WeightsRetry},
         AccountId, Chain, Metagraph, NetUid,
     },
     data::Dataset,
@@ -164,6 +164,8 @@ struct Loop {
     saver: Option<Saver>,
     saved_block: u64,
     last_weights: Vec<f32>,
+    /// Weights the node was unreachable for, sent again when it answers within their epoch.
+    retry: WeightsRetry,
 }
 
 impl Validator {
@@ -214,6 +216,7 @@ impl Validator {
             saver: None,
             saved_block: block.load(Ordering::Acquire),
             last_weights: Vec::new(),
+            retry: WeightsRetry::default(),
         };
         l.book.resync(&mg);
         let resumed_epoch = self.resume_checkpoint(&mut l, &mut trainer, block.load(Ordering::Acquire))?;
@@ -236,11 +239,24 @@ impl Validator {
                 if let Err(e) = reveal_due(self.chain.as_ref(), &self.commits, self.netuid).await {
                     tracing::warn!(target: "neuron_host::validator", "{}: revealing committed weights failed: {e}", self.name);
                 }
+                self.retry_weights(&mut l).await;
                 self.checkpoint_if_due(&mut l, &trainer, now, epoch);
             }
             if clock.is_over(now) {
+                if let Some(lost) = l.retry.expire() {
+                    tracing::error!(target: "neuron_host::validator", "{}: the weights of epoch {lost} were never set: the node stayed unreachable until the epoch ended", self.name);
+                }
+                let report = match self.end_epoch(&mut l, epoch + 1, now).await {
+                    Ok(report) => report,
+                    // The node went away as the epoch ended: the epoch ends when it answers again.
+                    Err(Error::Chain(e)) if WeightsRetry::is_retryable(&e) => {
+                        tracing::warn!(target: "neuron_host::validator", "{}: cannot end epoch {} yet: {e}", self.name, epoch + 1);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 epoch += 1;
-                let report = self.end_epoch(&mut l, epoch, now).await?;
                 if !report.weights.starts_with("not set") && !report.weights.starts_with("refused") {
                     summary.weights_submitted += 1;
                 }
@@ -264,6 +280,36 @@ impl Validator {
         self.finish_checkpoints(&mut l, &trainer, block.load(Ordering::Acquire), epoch);
         summary.steps = l.steps;
         Ok(summary)
+    }
+
+    /// Sends again weights the node was unreachable for (see [`WeightsRetry`]).
+    async fn retry_weights(&self, l: &mut Loop) {
+        let Some((epoch, done)) = l
+            .retry
+            .retry(
+                self.chain.as_ref(),
+                &self.commits,
+                self.netuid,
+                self.settings.version_key,
+                &WeightsPolicy::default(),
+            )
+            .await
+        else {
+            return;
+        };
+        let label = neuron(&self.name);
+        match done {
+            Ok(outcome) => {
+                self.metrics.weights_set.get_or_create(&label).inc();
+                tracing::info!(target: "neuron_host::validator", "{}: the weights of epoch {epoch} were {} once the node answered again", self.name, match outcome {
+                    WeightsOutcome::Set => "set".to_string(),
+                    WeightsOutcome::Committed { reveal_epoch } => format!("committed (reveal in epoch {reveal_epoch})"),
+                });
+            }
+            Err(e) => {
+                tracing::error!(target: "neuron_host::validator", "{}: the weights of epoch {epoch}, sent again, were refused: {e}", self.name)
+            }
+        }
     }
 
     fn refresh_candidates(&self, l: &mut Loop, mg: &Metagraph) {
@@ -428,6 +474,11 @@ impl Validator {
                         self.metrics.weights_set.get_or_create(&label).inc();
                         code = WeightsOutcomeCode::Committed;
                         format!("committed (reveal in epoch {reveal_epoch})")
+                    }
+                    Err(e) if WeightsRetry::is_retryable(&e) => {
+                        tracing::warn!(target: "neuron_host::validator", "{}: weights not sent, the node is unreachable: {e}; they are sent again when it answers, while this epoch lasts", self.name);
+                        l.retry.keep(set_uids.clone(), values.clone(), epoch);
+                        "unsent: node unreachable (retried while the epoch lasts)".to_string()
                     }
                     Err(e) => {
                         code = WeightsOutcomeCode::Refused;
