@@ -16,6 +16,7 @@ pub mod commits;
 pub mod local;
 pub mod policy;
 pub mod subtensor;
+pub mod timelock;
 pub mod yuma;
 
 use std::{fmt, net::IpAddr};
