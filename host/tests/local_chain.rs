@@ -414,14 +414,14 @@ impl Chain for NodeLike {
 async fn a_commit_included_an_epoch_late_is_revealed_an_epoch_late_and_an_expired_one_is_reported() {
     use neuron_host::chain::{
         commits::CommitStore,
-        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
+        policy::{reveal_due, submit_weights_with_policy, CommitReveal, WeightsOutcome, WeightsPolicy},
     };
+    let hash = WeightsPolicy { commit_reveal: CommitReveal::Hash, ..WeightsPolicy::default() };
     let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
     let v = NodeLike::new(&net, true);
     let commits = CommitStore::open(None).unwrap();
     let start = epoch_of(&v).await;
-    let outcome =
-        submit_weights_with_policy(&v, &commits, NET, &[2, 3], &[100, 50], 0, &WeightsPolicy::default()).await.unwrap();
+    let outcome = submit_weights_with_policy(&v, &commits, NET, &[2, 3], &[100, 50], 0, &hash).await.unwrap();
     assert_eq!(outcome, WeightsOutcome::Committed { reveal_epoch: start + 1 }, "predicted from before sending");
     assert_eq!(epoch_of(&v).await, start + 1, "but included in the next epoch");
     // In the predicted epoch the chain says "too early": the commit is kept and moved on once.
@@ -436,7 +436,7 @@ async fn a_commit_included_an_epoch_late_is_revealed_an_epoch_late_and_an_expire
     assert!(commits.all().is_empty());
 
     // A commit whose epochs all passed (the validator was away) is dropped with an error, not kept forever.
-    submit_weights_with_policy(&v, &commits, NET, &[2], &[1], 0, &WeightsPolicy::default()).await.unwrap();
+    submit_weights_with_policy(&v, &commits, NET, &[2], &[1], 0, &hash).await.unwrap();
     let due = commits.all()[0].reveal_epoch;
     while epoch_of(&v).await <= due + 1 {
         net.chain.produce_block();
@@ -480,4 +480,87 @@ async fn weights_the_node_was_unreachable_for_are_sent_when_it_answers() {
     retry.keep(vec![2], vec![1], 9);
     assert_eq!(retry.expire(), Some(9));
     assert!(retry.retry(&v, &commits, NET, 0, &policy).await.is_none());
+}
+
+#[tokio::test]
+async fn timelocked_weights_are_revealed_by_the_chain_at_their_round_and_count_in_the_next_epoch() {
+    use neuron_host::chain::{
+        commits::CommitStore,
+        policy::{submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
+        timelock,
+    };
+    let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
+    let v = &net.clients[0];
+    let commits = CommitStore::open(None).unwrap();
+    let start = v.epoch_status(NET).await.unwrap().epoch_index;
+    let outcome =
+        submit_weights_with_policy(v, &commits, NET, &[2, 3], &[100, 50], 0, &WeightsPolicy::default()).await.unwrap();
+    let WeightsOutcome::Timelocked { round, reveal_block } = outcome else { panic!("{outcome:?}") };
+    // The SDK's rule targets 3 blocks into the reveal epoch; the embedded beacon's clock counts
+    // blocks and, like drand, publishes round 1 at genesis: round r comes at block r - 1.
+    assert_eq!(round, reveal_block + timelock::SECURITY_BLOCK_OFFSET, "{outcome:?}");
+    assert!(commits.all().is_empty(), "nothing for the validator to reveal");
+    assert!(v.weights(NET).await.unwrap().is_empty(), "hidden until the round");
+    // Nothing is applied before the round's block, although the reveal epoch has begun.
+    while net.chain.current_block() + 2 < round {
+        net.chain.produce_block();
+        assert!(v.weights(NET).await.unwrap().is_empty(), "revealed early, at block {}", net.chain.current_block());
+    }
+    assert_eq!(v.epoch_status(NET).await.unwrap().epoch_index, start + 1, "the reveal epoch");
+    net.chain.produce_block();
+    assert_eq!(net.chain.timelocked_revealed_at(NET, &v.hotkey()), Some(round - 1));
+    assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
+
+    // Refusals as subtensor gives them: a wrong version, a round already published, a mechanism
+    // the subnet lacks, and commits where commit-reveal is off.
+    let payload = timelock::encode_payload(&v.hotkey(), &[2], &[1], 0);
+    let ctx = v.timelock_context(NET).await.unwrap();
+    let ct = timelock::encrypt(&ctx.beacon, round + 100, &payload).unwrap();
+    for (mecid, r, version, want) in [
+        (0, round + 100, 3, DispatchError::IncorrectCommitRevealVersion),
+        (0, net.chain.current_block(), 4, DispatchError::InvalidRevealRound),
+        (1, round + 100, 4, DispatchError::MechanismDoesNotExist),
+    ] {
+        let e = v.commit_timelocked_weights(NET, mecid, &ct, r, version).await.unwrap_err();
+        assert_eq!(e.dispatch_error(), Some(want), "{e}");
+    }
+    let off = subnet(params()).await;
+    let e = off.clients[0].commit_timelocked_weights(NET, 0, &ct, round + 100, 4).await.unwrap_err();
+    assert_eq!(e.dispatch_error(), Some(DispatchError::CommitRevealDisabled));
+
+    // A commit that names another hotkey in its payload is dropped by the chain, as on subtensor.
+    let ctx = v.timelock_context(NET).await.unwrap();
+    let r = ctx.reveal_round().unwrap();
+    let forged = timelock::encode_payload(&net.clients[1].hotkey(), &[3], &[7], 0);
+    v.commit_timelocked_weights(NET, 0, &timelock::encrypt(&ctx.beacon, r, &forged).unwrap(), r, 4).await.unwrap();
+    let before = v.weights(NET).await.unwrap();
+    while net.chain.current_block() < r + 1 {
+        net.chain.produce_block();
+    }
+    assert_eq!(v.weights(NET).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn timelocked_commits_survive_a_restart_of_the_chain() {
+    use neuron_host::chain::policy::{submit_weights_with_policy, WeightsOutcome, WeightsPolicy};
+    let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
+    let commits = neuron_host::chain::commits::CommitStore::open(None).unwrap();
+    let outcome =
+        submit_weights_with_policy(&net.clients[0], &commits, NET, &[2, 3], &[100, 50], 0, &WeightsPolicy::default())
+            .await
+            .unwrap();
+    let WeightsOutcome::Timelocked { round, .. } = outcome else { panic!("{outcome:?}") };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain.state");
+    net.chain.save(&path).unwrap();
+    let resumed = LocalChain::load(&path, std::time::Duration::from_secs(1)).unwrap();
+    while resumed.current_block() < round {
+        resumed.produce_block();
+    }
+    let v = resumed.client(net.clients[0].hotkey(), AccountId::from_name("owner"));
+    assert_eq!(
+        v.weights(NET).await.unwrap(),
+        vec![(0, vec![(2, 65535), (3, 32768)])],
+        "the same beacon key after a restart"
+    );
 }

@@ -310,6 +310,84 @@ fn failed_events(rt: &Runtime, error_index: u8) -> Vec<u8> {
     encode(rt, &list([record]), events)
 }
 
+/// System.Events of a block whose extrinsic 0 succeeded.
+fn success_events(rt: &Runtime) -> Vec<u8> {
+    let system = rt.metadata.pallet_by_name("System").unwrap();
+    let ok = system.event_variants().unwrap().iter().find(|v| v.name == "ExtrinsicSuccess").unwrap();
+    let info = ok.fields.iter().find(|f| f.name.as_deref() == Some("dispatch_info")).unwrap();
+    let event = Value::named_variant("ExtrinsicSuccess", [("dispatch_info", zero(rt.metadata.types(), info.ty.id))]);
+    let record = Value::named_composite([
+        ("phase", Value::unnamed_variant("ApplyExtrinsic", [Value::u128(0)])),
+        ("event", Value::unnamed_variant("System", [event])),
+        ("topics", list([])),
+    ]);
+    let events = system.storage().unwrap().entry_by_name("Events").unwrap().value_ty();
+    encode(rt, &list([record]), events)
+}
+
+#[tokio::test]
+async fn a_timelocked_commit_goes_to_the_mechanism_call_encrypted_to_the_sdks_round() {
+    use neuron_host::chain::{
+        commits::CommitStore,
+        policy::{submit_weights_with_policy, WeightsOutcome, WeightsPolicy},
+        timelock,
+    };
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    let put = |st: &mut NodeState, entry: &str, bytes: Vec<u8>| {
+        st.storage.insert(storage_key(&rt, ("SubtensorModule", entry), (NET,)), bytes);
+    };
+    put(&mut st, "NetworksAdded", true.encode());
+    put(&mut st, "Tempo", 360u16.encode());
+    put(&mut st, "BlocksSinceLastStep", 30u64.encode());
+    put(&mut st, "RevealPeriodEpochs", 2u64.encode());
+    st.storage.insert(storage_key(&rt, ("SubtensorModule", "CommitRevealWeightsVersion"), ()), 4u16.encode());
+    st.submit = Some(SubmitReply::InBlock { block: 101, events: success_events(&rt) });
+    // The subnet's hyperparameters: commit-reveal on.
+    let api = rt.metadata.runtime_api_trait_by_name("SubnetInfoRuntimeApi").unwrap();
+    let option_ty = api.method_by_name("get_subnet_hyperparams_v2").unwrap().output_ty();
+    let scale_info::TypeDef::Variant(option) = &rt.metadata.types().resolve(option_ty).unwrap().type_def else {
+        panic!()
+    };
+    let inner = option.variants.iter().find(|v| v.name == "Some").unwrap().fields[0].ty.id;
+    let mut hp = zero(rt.metadata.types(), inner);
+    set(&mut hp, "commit_reveal_weights_enabled", Value::bool(true));
+    set(&mut hp, "tempo", Value::u128(360));
+    let answer = encode(&rt, &Value::unnamed_variant("Some", [hp]), option_ty);
+    st.calls.insert("SubnetInfoRuntimeApi_get_subnet_hyperparams_v2".into(), answer);
+    let node = MockNode::start(st).await;
+    let chain = connect(&node).await;
+
+    let ctx = chain.timelock_context(NET).await.unwrap();
+    assert_eq!((ctx.commit_reveal_version, ctx.reveal_period_epochs, ctx.block_time_secs), (4, 2, 12.0));
+    assert_eq!(ctx.beacon, timelock::Beacon::quicknet());
+    // Spec 393 has no SubnetEpochIndex: the schedule comes from the block-number rule.
+    let legacy = neuron_host::chain::subtensor::reads::epoch_status(NET, 360, 100);
+    assert_eq!(
+        (ctx.schedule.current_block, ctx.schedule.last_epoch_block, ctx.schedule.subnet_epoch_index),
+        (100, legacy.last_epoch_block, legacy.epoch_index)
+    );
+
+    let commits = CommitStore::open(None).unwrap();
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let outcome =
+        submit_weights_with_policy(&*chain, &commits, NET, &[0, 2], &[65535, 100], 7, &WeightsPolicy::default())
+            .await
+            .unwrap();
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let WeightsOutcome::Timelocked { round, .. } = outcome else { panic!("{outcome:?}") };
+    let at = |now| timelock::reveal_round(&ctx.schedule, 2, 12.0, now).unwrap();
+    assert!((at(before)..=at(after)).contains(&round), "round {round}");
+    // The extrinsic is commit_timelocked_mechanism_weights (pallet 7), mechanism 0, round and version 4.
+    let submitted = node.state.lock().unwrap().submitted.clone();
+    assert_eq!(submitted.len(), 1);
+    let call = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
+    let index = call.call_variant_by_name("commit_timelocked_mechanism_weights").unwrap().index;
+    let tail = format!("{}{}", hex(&round.to_le_bytes())[2..].to_string(), "0400");
+    assert!(submitted[0].ends_with(&tail), "{} does not end in round and version", submitted[0]);
+    assert!(submitted[0].contains(&format!("07{index:02x}0100")), "pallet 7, the call, netuid 1");
+}
+
 fn error_index(rt: &Runtime, name: &str) -> u8 {
     let pallet = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
     pallet.error_variants().unwrap().iter().find(|v| v.name == name).unwrap().index

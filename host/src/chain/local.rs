@@ -4,6 +4,14 @@
 //! commits, applies subtensor's rules (in subtensor's order, with its error
 //! names) to every call, and runs [`yuma`] at each subnet's tempo.
 //!
+//! Commit-reveal works as on finney today: a timelocked commit (v4) is filed
+//! under its epoch and, from its reveal epoch on, decrypted by the chain itself
+//! with its beacon's pulse for the commit's round and applied as `set_weights`
+//! would be. The beacon is the chain's own ([`LocalBeacon`], a BLS key made at
+//! genesis) and publishes one round per block (like drand, round 1 at
+//! genesis: round `r` at block `r - 1`), so reveals follow the blocks, not the
+//! wall clock; the hash commit/reveal pair is kept too.
+//!
 //! Simplifications, on purpose: stake is a number per (subnet, hotkey) set by
 //! the genesis configuration or [`LocalChain::add_stake`] (no balances, no
 //! staking extrinsics); registration burns nothing; each epoch emits
@@ -24,13 +32,18 @@ use tokio::sync::mpsc;
 
 use super::{
     commit::commit_hash,
+    timelock::{self, EpochSchedule, LocalBeacon},
     yuma::{self, max_upscale_u16, within_max_weight_limit},
     AccountId, AxonInfo, BlockStream, Chain, ChainError, DispatchError, EpochStatus, Hyperparams, Metagraph, NetUid,
-    NeuronInfo,
+    NeuronInfo, TimelockContext,
 };
 
 /// At most this many commits wait per hotkey (subtensor's limit).
 const MAX_PENDING_COMMITS: usize = 10;
+/// The commit-reveal version the embedded chain takes (`CommitRevealWeightsVersion` on finney).
+pub const COMMIT_REVEAL_VERSION: u16 = 4;
+/// subtensor's `MAX_CRV3_COMMIT_SIZE_BYTES`.
+const MAX_TIMELOCKED_COMMIT_BYTES: usize = 5000;
 const STATE_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,6 +71,15 @@ struct Commit {
     block: u64,
 }
 
+/// A timelocked commit waiting for its round's pulse.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TimelockedCommit {
+    hotkey: AccountId,
+    block: u64,
+    commit: Vec<u8>,
+    round: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Subnet {
     params: Hyperparams,
@@ -68,6 +90,12 @@ struct Subnet {
     /// Stake per hotkey, in rao.
     stake: BTreeMap<AccountId, u64>,
     commits: BTreeMap<AccountId, VecDeque<Commit>>,
+    /// Timelocked commits by the epoch they were made in.
+    #[serde(default)]
+    timelocked: BTreeMap<u64, Vec<TimelockedCommit>>,
+    /// The block each hotkey's timelocked weights were last revealed and applied at.
+    #[serde(default)]
+    revealed_at: BTreeMap<AccountId, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,6 +105,19 @@ struct State {
     /// Rao per block; an epoch emits `block_emission * tempo`.
     block_emission: u64,
     subnets: BTreeMap<NetUid, Subnet>,
+    /// The seed of the chain's beacon key (made at genesis; kept so commits survive a restart).
+    #[serde(default = "fresh_beacon_seed")]
+    beacon_seed: [u8; 32],
+}
+
+fn fresh_beacon_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if getrandom::getrandom(&mut seed).is_err() {
+        // No randomness: a key from the clock still makes a working beacon for a test chain.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        seed[..16].copy_from_slice(&nanos.to_le_bytes());
+    }
+    seed
 }
 
 /// How to start an embedded chain.
@@ -108,6 +149,8 @@ pub struct LocalChain {
     /// Held through a whole save, so saves from several threads land in the order they read
     /// the state and an older one never replaces a newer one.
     saving: Mutex<()>,
+    /// The chain's drand stand-in (its key from `State::beacon_seed`).
+    beacon: LocalBeacon,
 }
 
 impl LocalChain {
@@ -126,18 +169,27 @@ impl LocalChain {
                         neurons: Vec::new(),
                         stake: BTreeMap::new(),
                         commits: BTreeMap::new(),
+                        timelocked: BTreeMap::new(),
+                        revealed_at: BTreeMap::new(),
                     },
                 )
             })
             .collect();
         Self::from_state(
-            State { version: STATE_VERSION, block: 0, block_emission: config.block_emission, subnets },
+            State {
+                version: STATE_VERSION,
+                block: 0,
+                block_emission: config.block_emission,
+                subnets,
+                beacon_seed: fresh_beacon_seed(),
+            },
             config.block_time,
         )
     }
 
     fn from_state(state: State, block_time: Duration) -> Arc<Self> {
         Arc::new(Self {
+            beacon: LocalBeacon::from_seed(state.beacon_seed),
             state: Mutex::new(state),
             subscribers: Mutex::new(Vec::new()),
             block_time,
@@ -213,6 +265,8 @@ impl LocalChain {
             let block = st.block;
             let emission_per_block = st.block_emission;
             for (netuid, subnet) in st.subnets.iter_mut() {
+                // As subtensor's block step: matured timelocked commits first, then the epoch.
+                reveal_timelocked(*netuid, subnet, block, &self.beacon);
                 if should_run_epoch(subnet, block) {
                     run_epoch(*netuid, subnet, block, emission_per_block);
                 }
@@ -229,6 +283,11 @@ impl LocalChain {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
         block
+    }
+
+    /// The block `hotkey`'s timelocked weights on `netuid` were last revealed and applied at.
+    pub fn timelocked_revealed_at(&self, netuid: NetUid, hotkey: &AccountId) -> Option<u64> {
+        self.lock().subnets.get(&netuid).and_then(|s| s.revealed_at.get(hotkey).copied())
     }
 
     pub fn current_block(&self) -> u64 {
@@ -306,6 +365,61 @@ fn should_run_epoch(subnet: &Subnet, block: u64) -> bool {
 /// The epoch a commit or reveal made now belongs to (subtensor's look-ahead).
 fn epoch_with_lookahead(subnet: &Subnet, block: u64) -> u64 {
     subnet.epoch_index + u64::from(should_run_epoch(subnet, block))
+}
+
+/// The embedded chain's beacon as a [`timelock::Beacon`] on a clock that counts blocks: genesis
+/// 0, one "second" (block) a round, so round `r` is published at block `r - 1`.
+fn local_beacon(beacon: &LocalBeacon) -> timelock::Beacon {
+    beacon.beacon(0, 1)
+}
+
+/// subtensor's `reveal_crv3_commits_for_subnet`, at the start of `block`: commits of epoch
+/// `current - reveal_period` (current with the look-ahead) are decrypted with their round's
+/// pulse and applied as `set_weights`; those whose pulse has not come wait (every block of the
+/// reveal epoch); older epochs' are dropped; a commit that does not decrypt, decode, name its
+/// committer or pass the weight checks is dropped, as on the chain.
+fn reveal_timelocked(netuid: NetUid, subnet: &mut Subnet, block: u64, beacon: &LocalBeacon) {
+    if subnet.timelocked.is_empty() {
+        return;
+    }
+    let current = epoch_with_lookahead(subnet, block);
+    let period = subnet.params.commit_reveal_period;
+    let reveal_epoch = current.saturating_sub(period);
+    subnet.timelocked.retain(|&epoch, _| epoch >= reveal_epoch);
+    if current < period {
+        return;
+    }
+    let Some(entries) = subnet.timelocked.remove(&reveal_epoch) else { return };
+    let published = local_beacon(beacon).round_at(block);
+    let mut waiting = Vec::new();
+    for c in entries {
+        if c.round > published {
+            waiting.push(c);
+            continue;
+        }
+        let applied = timelock::decrypt(&c.commit, &beacon.sign_round(c.round))
+            .and_then(|bytes| timelock::decode_payload(&bytes))
+            .and_then(|p| {
+                if p.hotkey_account() != Some(c.hotkey) {
+                    return Err("the payload names another hotkey".into());
+                }
+                subnet
+                    .internal_set_weights(block, &c.hotkey, &p.uids, &p.values, p.version_key)
+                    .map_err(|e| e.to_string())
+            });
+        match applied {
+            Ok(()) => {
+                subnet.revealed_at.insert(c.hotkey, block);
+                tracing::debug!(target: "neuron_host::chain", "subnet {netuid}: timelocked weights of {} revealed at block {block} (round {})", c.hotkey.to_ss58(), c.round);
+            }
+            Err(e) => {
+                tracing::debug!(target: "neuron_host::chain", "subnet {netuid}: a timelocked commit of {} dropped: {e}", c.hotkey.to_ss58())
+            }
+        }
+    }
+    if !waiting.is_empty() {
+        subnet.timelocked.insert(reveal_epoch, waiting);
+    }
 }
 
 fn to_proportion(x: u16) -> f64 {
@@ -627,6 +741,65 @@ impl Chain for LocalClient {
                 return Err(TooManyUnrevealedCommits);
             }
             commits.push_back(Commit { hash: commit_hash, epoch, block });
+            s.neurons[uid as usize].last_update = block;
+            Ok(())
+        })
+    }
+
+    async fn timelock_context(&self, netuid: NetUid) -> Result<TimelockContext, ChainError> {
+        let beacon = local_beacon(&self.chain.beacon);
+        self.chain.read_subnet("timelock_context", netuid, |block, s| TimelockContext {
+            beacon,
+            schedule: EpochSchedule {
+                current_block: block,
+                tempo: s.params.tempo,
+                last_epoch_block: s.last_epoch_block,
+                pending_epoch_at: 0,
+                subnet_epoch_index: s.epoch_index,
+                blocks_since_last_step: block.saturating_sub(s.last_epoch_block),
+            },
+            reveal_period_epochs: s.params.commit_reveal_period,
+            block_time_secs: 1.0,
+            now_secs: block as f64,
+            commit_reveal_version: COMMIT_REVEAL_VERSION,
+        })
+    }
+
+    async fn commit_timelocked_weights(
+        &self,
+        netuid: NetUid,
+        mecid: u8,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError> {
+        let hotkey = self.hotkey;
+        let published = local_beacon(&self.chain.beacon);
+        self.chain.with_subnet("commit_timelocked_weights", netuid, |block, s| {
+            use DispatchError::*;
+            if mecid != 0 {
+                return Err(MechanismDoesNotExist);
+            }
+            if !s.params.commit_reveal_enabled {
+                return Err(CommitRevealDisabled);
+            }
+            if commit_reveal_version != COMMIT_REVEAL_VERSION {
+                return Err(IncorrectCommitRevealVersion);
+            }
+            // A round already published would be readable by anyone at once (the pool refuses it).
+            if reveal_round <= published.round_at(block) || commit.len() > MAX_TIMELOCKED_COMMIT_BYTES {
+                return Err(InvalidRevealRound);
+            }
+            let uid = s.uid_of(&hotkey).ok_or(HotKeyNotRegisteredInSubNet)?;
+            if !s.rate_limit_ok(uid, block) {
+                return Err(CommittingWeightsTooFast);
+            }
+            let epoch = epoch_with_lookahead(s, block);
+            let filed = s.timelocked.entry(epoch).or_default();
+            if filed.iter().filter(|c| c.hotkey == hotkey).count() >= MAX_PENDING_COMMITS {
+                return Err(TooManyUnrevealedCommits);
+            }
+            filed.push(TimelockedCommit { hotkey, block, commit: commit.to_vec(), round: reveal_round });
             s.neurons[uid as usize].last_update = block;
             Ok(())
         })

@@ -182,6 +182,32 @@ pub struct EpochStatus {
     pub next_epoch_block: u64,
 }
 
+/// What a timelocked weights commit (commit-reveal v4) needs from the chain it goes to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelockContext {
+    /// The drand beacon whose pulses the chain decrypts with: quicknet on finney, the
+    /// embedded chain's own.
+    pub beacon: timelock::Beacon,
+    /// The subnet's epoch state at the chain head.
+    pub schedule: timelock::EpochSchedule,
+    /// `RevealPeriodEpochs`.
+    pub reveal_period_epochs: u64,
+    /// Seconds per block, on the clock `now_secs` is read from.
+    pub block_time_secs: f64,
+    /// The time now on the beacon's clock: Unix time for a real chain; the embedded chain's
+    /// beacon counts blocks (one round per block), so there it is the block number.
+    pub now_secs: f64,
+    /// `CommitRevealWeightsVersion`: the version a commit must name.
+    pub commit_reveal_version: u16,
+}
+
+impl TimelockContext {
+    /// The drand round a commit sent now is encrypted to (the SDK's computation).
+    pub fn reveal_round(&self) -> Result<u64, String> {
+        self.beacon.reveal_round(&self.schedule, self.reveal_period_epochs, self.block_time_secs, self.now_secs)
+    }
+}
+
 /// A refusal by the chain's runtime, named as subtensor names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DispatchError {
@@ -214,6 +240,7 @@ pub enum DispatchError {
     TooManyRegistrationsThisInterval,
     NotEnoughBalanceToStake,
     IncorrectCommitRevealVersion,
+    MechanismDoesNotExist,
     /// Pool refusal only (custom code 15): a timelocked commit's drand round is not usable.
     InvalidRevealRound,
     /// Pool refusal only (custom code 17): a reveal outside its commit's reveal epoch.
@@ -252,6 +279,7 @@ impl DispatchError {
             Self::TooManyRegistrationsThisInterval => "TooManyRegistrationsThisInterval",
             Self::NotEnoughBalanceToStake => "NotEnoughBalanceToStake",
             Self::IncorrectCommitRevealVersion => "IncorrectCommitRevealVersion",
+            Self::MechanismDoesNotExist => "MechanismDoesNotExist",
             Self::InvalidRevealRound => "InvalidRevealRound",
             Self::CommitBlockNotInRevealRange => "CommitBlockNotInRevealRange",
         }
@@ -291,6 +319,7 @@ impl DispatchError {
             Self::IncorrectCommitRevealVersion => {
                 "the commit-reveal version differs from the chain's CommitRevealWeightsVersion"
             }
+            Self::MechanismDoesNotExist => "the subnet has no mechanism with this id (validator.mechanism)",
             Self::InvalidRevealRound => "the drand round the weights are encrypted to is not one the chain accepts",
             Self::CommitBlockNotInRevealRange => {
                 "the reveal is outside its commit's reveal epoch (too early or expired)"
@@ -334,6 +363,7 @@ const ALL_DISPATCH_ERRORS: &[DispatchError] = &[
     DispatchError::TooManyRegistrationsThisInterval,
     DispatchError::NotEnoughBalanceToStake,
     DispatchError::IncorrectCommitRevealVersion,
+    DispatchError::MechanismDoesNotExist,
     DispatchError::InvalidRevealRound,
     DispatchError::CommitBlockNotInRevealRange,
 ];
@@ -429,4 +459,25 @@ pub trait Chain: Send + Sync {
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError>;
+
+    /// What a timelocked commit on `netuid` needs (see [`TimelockContext`]).
+    async fn timelock_context(&self, netuid: NetUid) -> Result<TimelockContext, ChainError> {
+        let _ = netuid;
+        Err(ChainError::Other(format!("{} has no timelocked commit-reveal", self.describe())))
+    }
+
+    /// Commits weights encrypted to drand round `reveal_round` (`commit`: the serialized
+    /// ciphertext of a [`timelock::WeightsTlockPayload`]) for mechanism `mecid`; the chain
+    /// decrypts and applies them itself when that round's pulse arrives.
+    async fn commit_timelocked_weights(
+        &self,
+        netuid: NetUid,
+        mecid: u8,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError> {
+        let _ = (netuid, mecid, commit, reveal_round, commit_reveal_version);
+        Err(ChainError::Other(format!("{} has no timelocked commit-reveal", self.describe())))
+    }
 }

@@ -3,7 +3,12 @@
 //! same policy a node sees:
 //!
 //! - commit-reveal off: `set_weights`;
-//! - commit-reveal on: commit the hash with a fresh random salt (the pending
+//! - commit-reveal on, [`CommitReveal::Timelock`] (the default, as the SDK v11
+//!   does it): the weights encrypted to the drand round of their reveal epoch
+//!   and committed with `commit_timelocked_(mechanism_)weights`; the chain
+//!   decrypts and applies them itself, so nothing is left to reveal; a
+//!   refused version or round is retried once with the chain's values read again;
+//! - commit-reveal on, [`CommitReveal::Hash`]: commit the hash with a fresh random salt (the pending
 //!   commit saved first, so a restart keeps it), reveal it in its reveal epoch
 //!   ([`reveal_due`], to call at every new block or at least every epoch);
 //! - `SettingWeightsTooFast` / `CommittingWeightsTooFast`: wait until the
@@ -18,8 +23,19 @@
 use super::{
     commit::commit_hash,
     commits::{hex, CommitStore, PendingCommit},
-    Chain, ChainError, DispatchError, NetUid,
+    timelock, Chain, ChainError, DispatchError, NetUid,
 };
+
+/// How a validator commits where the subnet uses commit-reveal (`validator.commit_reveal`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitReveal {
+    /// Encrypted to a future drand round; the chain reveals (commit-reveal v4, the SDK v11's way).
+    #[default]
+    Timelock,
+    /// The weights' hash, revealed by this validator in the reveal epoch (commit-reveal v2).
+    Hash,
+}
 
 /// Tuning of [`submit_weights_with_policy`].
 #[derive(Clone, Debug)]
@@ -28,11 +44,14 @@ pub struct WeightsPolicy {
     pub rate_limit_retries: u32,
     /// Salt length, in u16 words.
     pub salt_len: usize,
+    pub commit_reveal: CommitReveal,
+    /// The mechanism the weights are for (`validator.mechanism`).
+    pub mechanism: u8,
 }
 
 impl Default for WeightsPolicy {
     fn default() -> Self {
-        Self { rate_limit_retries: 2, salt_len: 8 }
+        Self { rate_limit_retries: 2, salt_len: 8, commit_reveal: CommitReveal::Timelock, mechanism: 0 }
     }
 }
 
@@ -43,6 +62,60 @@ pub enum WeightsOutcome {
     Set,
     /// Their hash is on chain; [`reveal_due`] reveals them in `reveal_epoch`.
     Committed { reveal_epoch: u64 },
+    /// Encrypted to drand round `round`; the chain reveals them itself from about `reveal_block`.
+    Timelocked { round: u64, reveal_block: u64 },
+}
+
+impl std::fmt::Display for WeightsOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Set => write!(f, "set"),
+            Self::Committed { reveal_epoch } => write!(f, "committed (reveal in epoch {reveal_epoch})"),
+            Self::Timelocked { round, reveal_block } => {
+                write!(
+                    f,
+                    "committed, timelocked to drand round {round} (the chain reveals it from block {reveal_block})"
+                )
+            }
+        }
+    }
+}
+
+/// Commits `weights` encrypted to the drand round of their reveal epoch (commit-reveal v4).
+async fn commit_timelocked(
+    chain: &dyn Chain,
+    netuid: NetUid,
+    uids: &[u16],
+    weights: &[u16],
+    version_key: u64,
+    policy: &WeightsPolicy,
+) -> Result<WeightsOutcome, ChainError> {
+    let payload = timelock::encode_payload(&chain.hotkey(), uids, weights, version_key);
+    let mut second_try = false;
+    loop {
+        let ctx = chain.timelock_context(netuid).await?;
+        let round = ctx.reveal_round().map_err(ChainError::Other)?;
+        let reveal_block =
+            timelock::first_reveal_block(&ctx.schedule, ctx.reveal_period_epochs).map_err(ChainError::Other)?;
+        let commit = timelock::encrypt(&ctx.beacon, round, &payload).map_err(ChainError::Other)?;
+        match chain.commit_timelocked_weights(netuid, policy.mechanism, &commit, round, ctx.commit_reveal_version).await
+        {
+            Ok(()) => return Ok(WeightsOutcome::Timelocked { round, reveal_block }),
+            // The chain moved on between the read and the commit (a runtime upgrade changed the
+            // version, a pulse came in): once more with what it says now.
+            Err(e)
+                if !second_try
+                    && matches!(
+                        e.dispatch_error(),
+                        Some(DispatchError::IncorrectCommitRevealVersion | DispatchError::InvalidRevealRound)
+                    ) =>
+            {
+                tracing::info!(target: "neuron_host::chain", "timelocked commit on subnet {netuid} refused ({e}); reading the chain again and retrying once");
+                second_try = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn random_salt(len: usize) -> Result<Vec<u16>, ChainError> {
@@ -120,7 +193,10 @@ pub async fn submit_weights_with_policy(
     let mut switched = false;
     loop {
         let result = if use_commit {
-            commit(chain, commits, netuid, uids, weights, version_key, policy).await
+            match policy.commit_reveal {
+                CommitReveal::Timelock => commit_timelocked(chain, netuid, uids, weights, version_key, policy).await,
+                CommitReveal::Hash => commit(chain, commits, netuid, uids, weights, version_key, policy).await,
+            }
         } else {
             chain.set_weights(netuid, uids, weights, version_key).await.map(|()| WeightsOutcome::Set)
         };

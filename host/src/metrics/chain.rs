@@ -7,7 +7,9 @@
 use std::{sync::Arc, time::Instant};
 
 use super::prometheus::{CallLabels, Metrics};
-use crate::chain::{AccountId, AxonInfo, BlockStream, Chain, ChainError, EpochStatus, Hyperparams, Metagraph, NetUid};
+use crate::chain::{
+    AccountId, AxonInfo, BlockStream, Chain, ChainError, EpochStatus, Hyperparams, Metagraph, NetUid, TimelockContext,
+};
 
 pub struct MeteredChain {
     inner: Arc<dyn Chain>,
@@ -90,6 +92,20 @@ impl Chain for MeteredChain {
         version_key: u64,
     ) -> Result<(), ChainError> {
         self.timed("reveal_weights", self.inner.reveal_weights(netuid, uids, weights, salt, version_key)).await
+    }
+    async fn timelock_context(&self, netuid: NetUid) -> Result<TimelockContext, ChainError> {
+        self.timed("timelock_context", self.inner.timelock_context(netuid)).await
+    }
+    async fn commit_timelocked_weights(
+        &self,
+        netuid: NetUid,
+        mecid: u8,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError> {
+        let call = self.inner.commit_timelocked_weights(netuid, mecid, commit, reveal_round, commit_reveal_version);
+        self.timed("commit_timelocked_weights", call).await
     }
 }
 

@@ -37,7 +37,7 @@ use super::{
 use crate::{
     chain::{
         commits::CommitStore,
-        policy::{reveal_due, submit_weights_with_policy, WeightsOutcome, WeightsPolicy, WeightsRetry},
+        policy::{reveal_due, submit_weights_with_policy, CommitReveal, WeightsOutcome, WeightsPolicy, WeightsRetry},
         AccountId, Chain, Metagraph, NetUid,
     },
     data::Dataset,
@@ -166,6 +166,8 @@ struct Loop {
     last_weights: Vec<f32>,
     /// Weights the node was unreachable for, sent again when it answers within their epoch.
     retry: WeightsRetry,
+    /// The last timelocked commit: its uids, the block the chain reveals it from, its epoch.
+    timelocked: Option<(Vec<u16>, u64, u64)>,
 }
 
 impl Validator {
@@ -217,6 +219,7 @@ impl Validator {
             saved_block: block.load(Ordering::Acquire),
             last_weights: Vec::new(),
             retry: WeightsRetry::default(),
+            timelocked: None,
         };
         l.book.resync(&mg);
         let resumed_epoch = self.resume_checkpoint(&mut l, &mut trainer, block.load(Ordering::Acquire))?;
@@ -282,17 +285,47 @@ impl Validator {
         Ok(summary)
     }
 
+    /// Whether the last timelocked commit has been revealed by the chain (its weights row now
+    /// holds the committed uids), once its reveal block has passed: a note for the epoch's
+    /// report, or `None` while it is not due or not known yet.
+    async fn timelocked_revealed(&self, l: &mut Loop, block: u64, tempo: u64) -> Option<String> {
+        let (uids, reveal_block, epoch) = l.timelocked.clone()?;
+        if block < reveal_block {
+            return None;
+        }
+        let rows = self.chain.weights(self.netuid).await.ok()?;
+        let on_chain: Option<Vec<u16>> =
+            rows.iter().find(|(u, _)| *u == l.uid).map(|(_, row)| row.iter().map(|(t, _)| *t).collect());
+        let mut committed = uids.clone();
+        committed.sort_unstable();
+        if on_chain.is_some_and(|mut got| {
+            got.sort_unstable();
+            got == committed
+        }) {
+            l.timelocked = None;
+            return Some(format!("epoch {epoch}'s weights revealed by the chain"));
+        }
+        if block > reveal_block + tempo {
+            l.timelocked = None;
+            tracing::error!(target: "neuron_host::validator", "{}: epoch {epoch}'s timelocked weights were not revealed by the chain in their reveal epoch (from block {reveal_block})", self.name);
+            return Some(format!("epoch {epoch}'s weights NOT revealed"));
+        }
+        None
+    }
+
+    fn weights_policy(&self) -> WeightsPolicy {
+        WeightsPolicy {
+            commit_reveal: self.settings.commit_reveal,
+            mechanism: self.settings.mechanism,
+            ..WeightsPolicy::default()
+        }
+    }
+
     /// Sends again weights the node was unreachable for (see [`WeightsRetry`]).
     async fn retry_weights(&self, l: &mut Loop) {
         let Some((epoch, done)) = l
             .retry
-            .retry(
-                self.chain.as_ref(),
-                &self.commits,
-                self.netuid,
-                self.settings.version_key,
-                &WeightsPolicy::default(),
-            )
+            .retry(self.chain.as_ref(), &self.commits, self.netuid, self.settings.version_key, &self.weights_policy())
             .await
         else {
             return;
@@ -301,10 +334,7 @@ impl Validator {
         match done {
             Ok(outcome) => {
                 self.metrics.weights_set.get_or_create(&label).inc();
-                tracing::info!(target: "neuron_host::validator", "{}: the weights of epoch {epoch} were {} once the node answered again", self.name, match outcome {
-                    WeightsOutcome::Set => "set".to_string(),
-                    WeightsOutcome::Committed { reveal_epoch } => format!("committed (reveal in epoch {reveal_epoch})"),
-                });
+                tracing::info!(target: "neuron_host::validator", "{}: the weights of epoch {epoch} were {outcome} once the node answered again", self.name);
             }
             Err(e) => {
                 tracing::error!(target: "neuron_host::validator", "{}: the weights of epoch {epoch}, sent again, were refused: {e}", self.name)
@@ -443,6 +473,7 @@ impl Validator {
             max_weight_limit: hp.max_weight_limit,
             exclude_quantile: self.settings.exclude_quantile,
         };
+        let revealed = self.timelocked_revealed(l, block, u64::from(hp.tempo)).await;
         let mut shares = vec![0f32; n];
         let mut emitted: (Vec<u16>, Vec<u16>) = Default::default();
         let mut code = WeightsOutcomeCode::NotSet;
@@ -461,7 +492,7 @@ impl Validator {
                     &set_uids,
                     &values,
                     self.settings.version_key,
-                    &WeightsPolicy::default(),
+                    &self.weights_policy(),
                 )
                 .await
                 {
@@ -470,10 +501,13 @@ impl Validator {
                         code = WeightsOutcomeCode::Set;
                         "set".to_string()
                     }
-                    Ok(WeightsOutcome::Committed { reveal_epoch }) => {
+                    Ok(outcome @ (WeightsOutcome::Committed { .. } | WeightsOutcome::Timelocked { .. })) => {
                         self.metrics.weights_set.get_or_create(&label).inc();
                         code = WeightsOutcomeCode::Committed;
-                        format!("committed (reveal in epoch {reveal_epoch})")
+                        if let WeightsOutcome::Timelocked { reveal_block, .. } = outcome {
+                            l.timelocked = Some((set_uids.clone(), reveal_block, epoch));
+                        }
+                        outcome.to_string()
                     }
                     Err(e) if WeightsRetry::is_retryable(&e) => {
                         tracing::warn!(target: "neuron_host::validator", "{}: weights not sent, the node is unreachable: {e}; they are sent again when it answers, while this epoch lasts", self.name);
@@ -494,6 +528,10 @@ impl Validator {
                 emitted = (set_uids, values);
                 outcome
             }
+        };
+        let weights = match revealed {
+            Some(note) => format!("{weights}; {note}"),
+            None => weights,
         };
         l.last_weights = shares.clone();
         let rows: Vec<EpochRow> = mg
@@ -718,6 +756,11 @@ pub struct ValidatorSettings {
     /// Legacy pipeline: drop this lowest quantile of weights (u16 proportion).
     pub exclude_quantile: u16,
     pub version_key: u64,
+    /// Where the subnet uses commit-reveal: "timelock" (encrypted to a drand round, revealed
+    /// by the chain; the SDK v11's way) or "hash" (revealed by this validator).
+    pub commit_reveal: CommitReveal,
+    /// The mechanism (weight vector) of the subnet this validator sets weights for.
+    pub mechanism: u8,
     /// `[validator.record]`: what the validator saw, for `neuron-host rescore`.
     pub record: RecordSettings,
 }
@@ -740,6 +783,8 @@ impl Default for ValidatorSettings {
             weights_pipeline: WeightsPipeline::Legacy,
             exclude_quantile: 0,
             version_key: 0,
+            commit_reveal: CommitReveal::Timelock,
+            mechanism: 0,
             record: RecordSettings::default(),
         }
     }

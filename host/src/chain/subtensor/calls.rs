@@ -24,11 +24,45 @@ pub const PALLET: &str = "SubtensorModule";
 /// One neuron extrinsic, with subtensor's argument names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubtensorCall {
-    SetWeights { netuid: NetUid, dests: Vec<u16>, weights: Vec<u16>, version_key: u64 },
-    CommitWeights { netuid: NetUid, commit_hash: [u8; 32] },
-    RevealWeights { netuid: NetUid, uids: Vec<u16>, values: Vec<u16>, salt: Vec<u16>, version_key: u64 },
-    ServeAxon { netuid: NetUid, axon: AxonInfo },
-    BurnedRegister { netuid: NetUid, hotkey: AccountId },
+    SetWeights {
+        netuid: NetUid,
+        dests: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    },
+    CommitWeights {
+        netuid: NetUid,
+        commit_hash: [u8; 32],
+    },
+    RevealWeights {
+        netuid: NetUid,
+        uids: Vec<u16>,
+        values: Vec<u16>,
+        salt: Vec<u16>,
+        version_key: u64,
+    },
+    ServeAxon {
+        netuid: NetUid,
+        axon: AxonInfo,
+    },
+    BurnedRegister {
+        netuid: NetUid,
+        hotkey: AccountId,
+    },
+    /// Commit-reveal v4 on runtimes without mechanisms (mechanism 0).
+    CommitTimelockedWeights {
+        netuid: NetUid,
+        commit: Vec<u8>,
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    },
+    CommitTimelockedMechanismWeights {
+        netuid: NetUid,
+        mecid: u8,
+        commit: Vec<u8>,
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    },
 }
 
 fn uint(x: impl Into<u128>) -> Value {
@@ -56,6 +90,8 @@ impl SubtensorCall {
             Self::RevealWeights { .. } => "reveal_weights",
             Self::ServeAxon { .. } => "serve_axon",
             Self::BurnedRegister { .. } => "burned_register",
+            Self::CommitTimelockedWeights { .. } => "commit_timelocked_weights",
+            Self::CommitTimelockedMechanismWeights { .. } => "commit_timelocked_mechanism_weights",
         }
     }
 
@@ -94,6 +130,23 @@ impl SubtensorCall {
                 ("netuid".to_string(), uint(*netuid)),
                 ("hotkey".to_string(), Value::from_bytes(hotkey.0)),
             ]),
+            Self::CommitTimelockedWeights { netuid, commit, reveal_round, commit_reveal_version } => {
+                Composite::named([
+                    ("netuid".to_string(), uint(*netuid)),
+                    ("commit".to_string(), Value::from_bytes(commit)),
+                    ("reveal_round".to_string(), uint(*reveal_round)),
+                    ("commit_reveal_version".to_string(), uint(*commit_reveal_version)),
+                ])
+            }
+            Self::CommitTimelockedMechanismWeights { netuid, mecid, commit, reveal_round, commit_reveal_version } => {
+                Composite::named([
+                    ("netuid".to_string(), uint(*netuid)),
+                    ("mecid".to_string(), uint(*mecid)),
+                    ("commit".to_string(), Value::from_bytes(commit)),
+                    ("reveal_round".to_string(), uint(*reveal_round)),
+                    ("commit_reveal_version".to_string(), uint(*commit_reveal_version)),
+                ])
+            }
         }
     }
 

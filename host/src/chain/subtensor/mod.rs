@@ -52,8 +52,8 @@ use self::{
     signer::HotkeySigner,
 };
 use super::{
-    commits::CommitStore, AccountId, AxonInfo, BlockStream, Chain, ChainError, DispatchError, EpochStatus, Hyperparams,
-    Metagraph, NetUid,
+    commits::CommitStore, timelock, AccountId, AxonInfo, BlockStream, Chain, ChainError, DispatchError, EpochStatus,
+    Hyperparams, Metagraph, NetUid, TimelockContext,
 };
 
 /// The public finney endpoint (as the Bittensor SDK names it).
@@ -362,6 +362,13 @@ impl SubtensorChain {
         value.decode().map_err(|e| ChainError::Other(format!("cannot decode {entry}: {e}")))
     }
 
+    fn has_storage(at: &AtBlock, entry: &str) -> bool {
+        at.metadata_ref()
+            .pallet_by_name(calls::PALLET)
+            .and_then(|p| p.storage())
+            .is_some_and(|s| s.entry_by_name(entry).is_some())
+    }
+
     fn has_api(at: &AtBlock, api: &str, method: &str) -> bool {
         at.metadata_ref().runtime_api_trait_by_name(api).is_some_and(|t| t.method_by_name(method).is_some())
     }
@@ -544,12 +551,7 @@ impl Chain for SubtensorChain {
         let tempo: u16 = self.storage(&at, "Tempo", (netuid,)).await?;
         // Runtimes with the stateful epoch scheduler ("dynamic tempo") keep the epoch count in
         // storage; older ones follow the block-number rule. Decided by the metadata, not a version.
-        let stateful = at
-            .metadata_ref()
-            .pallet_by_name(calls::PALLET)
-            .and_then(|p| p.storage())
-            .is_some_and(|s| s.entry_by_name("SubnetEpochIndex").is_some());
-        if !stateful {
+        if !Self::has_storage(&at, "SubnetEpochIndex") {
             return Ok(reads::epoch_status(netuid, tempo, at.block_number()));
         }
         let (index, last, pending, since): (u64, u64, u64, u64) = (
@@ -565,6 +567,92 @@ impl Chain for SubtensorChain {
             blocks_since_last_step: since,
         };
         Ok(reads::epoch_status_stateful(tempo, at.block_number(), stored))
+    }
+
+    async fn timelock_context(&self, netuid: NetUid) -> Result<TimelockContext, ChainError> {
+        let at = self.conn.at_finalized("timelock_context").await?;
+        self.subnet_exists(&at, "timelock_context", netuid).await?;
+        let block = at.block_number();
+        let tempo: u16 = self.storage(&at, "Tempo", (netuid,)).await?;
+        let since: u64 = self.storage(&at, "BlocksSinceLastStep", (netuid,)).await?;
+        let schedule = if Self::has_storage(&at, "SubnetEpochIndex") {
+            timelock::EpochSchedule {
+                current_block: block,
+                tempo,
+                last_epoch_block: self.storage(&at, "LastEpochBlock", (netuid,)).await?,
+                pending_epoch_at: self.storage(&at, "PendingEpochAt", (netuid,)).await?,
+                subnet_epoch_index: self.storage(&at, "SubnetEpochIndex", (netuid,)).await?,
+                blocks_since_last_step: since,
+            }
+        } else {
+            // A runtime before the stateful scheduler: its epochs, as the block-number rule
+            // places them (one block longer each than the stateful rule counts; the chain
+            // retries a reveal through its whole reveal epoch, so the round stays inside it).
+            let status = reads::epoch_status(netuid, tempo, block);
+            timelock::EpochSchedule {
+                current_block: block,
+                tempo,
+                last_epoch_block: status.last_epoch_block,
+                pending_epoch_at: 0,
+                subnet_epoch_index: status.epoch_index,
+                blocks_since_last_step: since,
+            }
+        };
+        let reveal_period_epochs: u64 = self.storage(&at, "RevealPeriodEpochs", (netuid,)).await?;
+        let commit_reveal_version: u16 = self.storage(&at, "CommitRevealWeightsVersion", ()).await?;
+        // Blocks come every 2 x Timestamp.MinimumPeriod (6 s on finney: 12 s blocks; fast-block
+        // development nodes are quicker).
+        let minimum_period_ms = at
+            .constants()
+            .entry(subxt::dynamic::constant::<u64>("Timestamp", "MinimumPeriod"))
+            .ok()
+            .filter(|&ms| ms > 0);
+        let block_time_secs = minimum_period_ms.map_or(12.0, |ms| 2.0 * ms as f64 / 1000.0);
+        let now_secs =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        Ok(TimelockContext {
+            beacon: timelock::Beacon::quicknet(),
+            schedule,
+            reveal_period_epochs,
+            block_time_secs,
+            now_secs,
+            commit_reveal_version,
+        })
+    }
+
+    async fn commit_timelocked_weights(
+        &self,
+        netuid: NetUid,
+        mecid: u8,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError> {
+        let at = self.conn.at_finalized("commit_timelocked_weights").await?;
+        let has_call = |name: &str| {
+            at.metadata_ref().pallet_by_name(calls::PALLET).is_some_and(|p| p.call_variant_by_name(name).is_some())
+        };
+        let commit = commit.to_vec();
+        let call = if has_call("commit_timelocked_mechanism_weights") {
+            SubtensorCall::CommitTimelockedMechanismWeights {
+                netuid,
+                mecid,
+                commit,
+                reveal_round,
+                commit_reveal_version,
+            }
+        } else if has_call("commit_timelocked_weights") && mecid == 0 {
+            SubtensorCall::CommitTimelockedWeights { netuid, commit, reveal_round, commit_reveal_version }
+        } else if has_call("commit_timelocked_weights") {
+            return Err(ChainError::Other(format!(
+                "this runtime has no mechanisms: validator.mechanism {mecid} cannot be used; set it to 0"
+            )));
+        } else {
+            return Err(ChainError::Other(
+                "this runtime has no timelocked commits: set validator.commit_reveal = \"hash\"".into(),
+            ));
+        };
+        self.submit(call).await
     }
 
     async fn weights(&self, netuid: NetUid) -> Result<Vec<(u16, Vec<(u16, u16)>)>, ChainError> {
