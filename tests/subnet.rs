@@ -60,30 +60,41 @@ fn f(v: &Value) -> f64 {
 }
 
 #[test]
-fn three_epochs_pay_the_miner_on_clean_data_and_drop_the_silent_one() {
+fn four_epochs_pay_the_miner_on_clean_data_and_drop_the_silent_one() {
+    // Four: with commit-reveal on, an epoch's weights count in the chain's epoch after the next.
     let dir = tempfile::tempdir().unwrap();
-    let out = subnet_command(dir.path(), 3).output().unwrap();
+    let out = subnet_command(dir.path(), 4).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 
     let run = dir.path().join("run");
     let epochs = epochs(&run);
-    assert_eq!(epochs.len(), 3, "{stdout}");
+    assert_eq!(epochs.len(), 4, "{stdout}");
+    // Commit-reveal is on, as on finney: each epoch's weights are timelocked to a drand round of
+    // the next epoch, and the chain reveals them itself (the next epoch's report says so).
     for (i, e) in epochs.iter().enumerate() {
         assert_eq!(e["epoch"], i as u64 + 1);
-        assert_eq!(e["weights"], "set", "epoch {} weights: {}", i + 1, e["weights"]);
+        let weights = e["weights"].as_str().unwrap();
+        assert!(weights.starts_with("committed, timelocked to drand round"), "epoch {} weights: {weights}", i + 1);
+        if i > 0 {
+            assert!(
+                weights.contains(&format!("epoch {i}'s weights revealed by the chain")),
+                "epoch {}: {weights}",
+                i + 1
+            );
+        }
     }
-    assert!(stdout.contains("validator (uid 0):") && stdout.contains("3 epochs, weights accepted in 3"), "{stdout}");
+    assert!(stdout.contains("validator (uid 0):") && stdout.contains("4 epochs, weights accepted in 4"), "{stdout}");
     // The console shows a table per epoch.
-    assert_eq!(stdout.matches("uid  name").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("uid  name").count(), 4, "{stdout}");
 
-    let last = &epochs[2];
+    let last = &epochs[3];
     let (clean, noisy, silent) = (row(last, "miner1"), row(last, "miner2"), row(last, "miner3"));
     assert!(f(&clean["weight"]) > f(&noisy["weight"]), "clean data earns the larger weight: {last}");
     assert!(f(&clean["incentive"]) > f(&noisy["incentive"]), "and the larger incentive: {last}");
     assert!(f(&clean["loss"]) < f(&noisy["loss"]), "because its loss is lower: {last}");
-    // Silent from epoch 2: its weight is zero from then on, and the chain's
-    // next Yuma epoch pays it nothing.
+    // Silent from epoch 2: its weight is zero from then on, and once those weights are revealed
+    // (in the next epoch) the chain's Yuma epoch pays it nothing.
     assert_eq!(f(&row(&epochs[1], "miner3")["weight"]), 0.0, "{}", epochs[1]);
     assert_eq!(f(&silent["weight"]), 0.0, "{last}");
     assert_eq!(f(&silent["score"]), 0.0, "{last}");

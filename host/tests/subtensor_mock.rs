@@ -383,7 +383,7 @@ async fn a_timelocked_commit_goes_to_the_mechanism_call_encrypted_to_the_sdks_ro
     assert_eq!(submitted.len(), 1);
     let call = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
     let index = call.call_variant_by_name("commit_timelocked_mechanism_weights").unwrap().index;
-    let tail = format!("{}{}", hex(&round.to_le_bytes())[2..].to_string(), "0400");
+    let tail = format!("{}0400", &hex(&round.to_le_bytes())[2..]);
     assert!(submitted[0].ends_with(&tail), "{} does not end in round and version", submitted[0]);
     assert!(submitted[0].contains(&format!("07{index:02x}0100")), "pallet 7, the call, netuid 1");
 }

@@ -875,11 +875,15 @@ impl Default for LocalChainSettings {
             block_emission: 1_000_000_000,
             state: String::new(),
             save_every_blocks: 5,
+            // Commit-reveal on, as on every finney subnet: the validator's weights are
+            // timelocked and revealed by the chain one epoch later.
             hyperparams: Hyperparams {
                 tempo: 20,
                 weights_rate_limit: 0,
                 immunity_period: 100,
                 activity_cutoff: 5000,
+                commit_reveal_enabled: true,
+                commit_reveal_period: 1,
                 ..Hyperparams::default()
             },
         }
