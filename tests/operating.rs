@@ -171,7 +171,8 @@ fn check_scraped_series(prom: &Prometheus, at: f64, epoch1: &Value) {
     assert_eq!(prom.one("up{job=\"neuron\"}", at), 1.0);
     assert_eq!(prom.one("neuron_epoch{neuron=\"validator\"}", at), 1.0);
     assert_eq!(prom.one("neuron_epoch_length_blocks{neuron=\"validator\"}", at), 10.0, "the subnet's tempo");
-    assert_eq!(epoch1["weights"], "set", "{epoch1}");
+    // Commit-reveal is on in the local subnet, as on finney: the weights are timelocked.
+    assert!(epoch1["weights"].as_str().unwrap().starts_with("committed, timelocked to drand round"), "{epoch1}");
     assert_eq!(prom.one("neuron_weights_set_total{neuron=\"validator\"}", at), 1.0);
     assert!(prom.query("neuron_weights_refused_total", at).is_empty());
 
@@ -202,7 +203,10 @@ fn check_scraped_series(prom: &Prometheus, at: f64, epoch1: &Value) {
         );
     }
     assert_eq!(
-        prom.one("neuron_chain_request_duration_seconds_count{neuron=\"validator\",call=\"set_weights\"}", at),
+        prom.one(
+            "neuron_chain_request_duration_seconds_count{neuron=\"validator\",call=\"commit_timelocked_weights\"}",
+            at
+        ),
         1.0
     );
     assert!(prom.one("neuron_queries_total{neuron=\"validator\",outcome=\"answered\"}", at) > 0.0);

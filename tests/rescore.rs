@@ -93,7 +93,8 @@ fn rescoring_a_recorded_subnet_with_its_own_policy_gives_back_the_weights_it_set
         assert_eq!(e["epoch"], live["epoch"]);
         let rec = &e["recorded"];
         assert_eq!(rec["scorer"], "scoring-loss");
-        assert_eq!(rec["outcome"], "set");
+        // Commit-reveal is on in the local subnet: the weights recorded are the ones committed.
+        assert_eq!(rec["outcome"], "committed");
         let (rec_uids, rec_weights) = (u16s(&rec["uids"]), u16s(&rec["weights"]));
         assert!(!rec_uids.is_empty());
         // The record holds the weights the validator set (its run log has them as shares).

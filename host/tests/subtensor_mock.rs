@@ -388,6 +388,30 @@ async fn a_timelocked_commit_goes_to_the_mechanism_call_encrypted_to_the_sdks_ro
     assert!(submitted[0].contains(&format!("07{index:02x}0100")), "pallet 7, the call, netuid 1");
 }
 
+#[tokio::test]
+async fn a_validator_of_mechanism_1_reads_its_mechagraph_and_sets_that_mechanisms_weights() {
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    // get_mechagraph answers what get_metagraph does, with another block to tell them apart.
+    let metagraph = st.calls["SubnetInfoRuntimeApi_get_metagraph"].clone();
+    st.calls.insert("SubnetInfoRuntimeApi_get_metagraph".into(), Vec::new());
+    st.calls.insert("SubnetInfoRuntimeApi_get_mechagraph".into(), metagraph);
+    st.submit = Some(SubmitReply::InBlock { block: 101, events: success_events(&rt) });
+    let node = MockNode::start(st).await;
+    let mut config = NodeConfig::new(Endpoint::url(&node.url()).unwrap());
+    config.mechanism = 1;
+    let chain =
+        subtensor::connect(config, Arc::new(Sr25519Keypair::from_mini_secret(&[1; 32]).unwrap())).await.unwrap();
+    assert_eq!(chain.mechanism(), 1);
+    assert_eq!(chain.metagraph(NET).await.unwrap().len(), 3, "read through get_mechagraph");
+    chain.set_weights(NET, &[0, 2], &[1, 1], 0).await.unwrap();
+    let submitted = node.state.lock().unwrap().submitted.clone();
+    let pallet = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
+    let index = pallet.call_variant_by_name("set_mechanism_weights").unwrap().index;
+    // pallet 7, set_mechanism_weights, netuid 1, mechanism 1.
+    assert!(submitted[0].contains(&format!("07{index:02x}010001")), "{}", submitted[0]);
+}
+
 fn error_index(rt: &Runtime, name: &str) -> u8 {
     let pallet = rt.metadata.pallet_by_name("SubtensorModule").unwrap();
     pallet.error_variants().unwrap().iter().find(|v| v.name == name).unwrap().index

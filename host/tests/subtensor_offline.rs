@@ -77,6 +77,34 @@ fn calls() -> Vec<(SubtensorCall, serde_json::Value)> {
             SubtensorCall::BurnedRegister { netuid: 12, hotkey },
             json!({"function": "burned_register", "args": {"netuid": 12, "hotkey": hex(&hotkey.0)}}),
         ),
+        // Mechanisms (validator.mechanism): the weight calls of mechanism 1.
+        (
+            SubtensorCall::SetMechanismWeights {
+                netuid: 7,
+                mecid: 1,
+                dests: vec![0, 3],
+                weights: vec![1, 65535],
+                version_key: 2,
+            },
+            json!({"function": "set_mechanism_weights", "args": {"netuid": 7, "mecid": 1, "dests": [0, 3],
+                   "weights": [1, 65535], "version_key": 2}}),
+        ),
+        (
+            SubtensorCall::CommitMechanismWeights { netuid: 7, mecid: 1, commit_hash: [0x5a; 32] },
+            json!({"function": "commit_mechanism_weights", "args": {"netuid": 7, "mecid": 1, "commit_hash": hex(&[0x5a; 32])}}),
+        ),
+        (
+            SubtensorCall::RevealMechanismWeights {
+                netuid: 7,
+                mecid: 1,
+                uids: vec![1],
+                values: vec![9],
+                salt: vec![4, 4],
+                version_key: 0,
+            },
+            json!({"function": "reveal_mechanism_weights", "args": {"netuid": 7, "mecid": 1, "uids": [1], "values": [9],
+                   "salt": [4, 4], "version_key": 0}}),
+        ),
         // Commit-reveal v4: a real ciphertext's size (244 bytes plus the payload).
         (
             SubtensorCall::CommitTimelockedWeights {
@@ -126,10 +154,10 @@ fn call_data_of_every_extrinsic_matches_scalecodec() {
 }
 
 #[test]
-fn the_timelocked_commit_calls_encode_alike_in_the_v14_and_v16_metadata() {
+fn the_timelocked_and_mechanism_calls_encode_alike_in_the_v14_and_v16_metadata() {
     // scalecodec reads V14 only; the 393 runtime (V16) is checked against the same bytes.
     let v16 = OfflineRuntime::new(&metadata_v16(), 393, 1, genesis()).unwrap();
-    for (call, _) in calls().iter().filter(|(c, _)| c.name().starts_with("commit_timelocked")) {
+    for (call, _) in calls().iter().filter(|(c, _)| c.name().contains("timelocked") || c.name().contains("mechanism")) {
         assert_eq!(hex(&v16.call_data(call).unwrap()), hex(&runtime_v14().call_data(call).unwrap()), "{call:?}");
     }
 }

@@ -368,6 +368,14 @@ const ALL_DISPATCH_ERRORS: &[DispatchError] = &[
     DispatchError::CommitBlockNotInRevealRange,
 ];
 
+/// subtensor's `GLOBAL_MAX_SUBNET_COUNT`: a mechanism's storage index is `mecid * this + netuid`.
+pub const GLOBAL_MAX_SUBNET_COUNT: u16 = 4096;
+
+/// The index subtensor keys a mechanism's weights, commits and commit hashes by.
+pub fn mechanism_storage_index(netuid: NetUid, mecid: u8) -> u16 {
+    u16::from(mecid).saturating_mul(GLOBAL_MAX_SUBNET_COUNT).saturating_add(netuid)
+}
+
 /// Every error this host names (tests check each against subtensor's lists).
 pub fn all_dispatch_errors() -> &'static [DispatchError] {
     ALL_DISPATCH_ERRORS
@@ -431,6 +439,11 @@ pub trait Chain: Send + Sync {
     fn describe(&self) -> String;
     /// The hotkey this handle signs with.
     fn hotkey(&self) -> AccountId;
+    /// The subnet mechanism (weight vector) this handle reads and sets weights for: the
+    /// metagraph, `set_weights`, commits and reveals are that mechanism's (0: the main one).
+    fn mechanism(&self) -> u8 {
+        0
+    }
 
     async fn block(&self) -> Result<u64, ChainError>;
     async fn subscribe_blocks(&self) -> Result<BlockStream, ChainError>;
@@ -467,7 +480,8 @@ pub trait Chain: Send + Sync {
     }
 
     /// Commits weights encrypted to drand round `reveal_round` (`commit`: the serialized
-    /// ciphertext of a [`timelock::WeightsTlockPayload`]) for mechanism `mecid`; the chain
+    /// ciphertext of a [`timelock::WeightsTlockPayload`]) for mechanism `mecid` (the handle's
+    /// [`Chain::mechanism`]); the chain
     /// decrypts and applies them itself when that round's pulse arrives.
     async fn commit_timelocked_weights(
         &self,

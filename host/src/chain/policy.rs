@@ -23,7 +23,7 @@
 use super::{
     commit::commit_hash,
     commits::{hex, CommitStore, PendingCommit},
-    timelock, Chain, ChainError, DispatchError, NetUid,
+    mechanism_storage_index, timelock, Chain, ChainError, DispatchError, NetUid,
 };
 
 /// How a validator commits where the subnet uses commit-reveal (`validator.commit_reveal`).
@@ -45,13 +45,11 @@ pub struct WeightsPolicy {
     /// Salt length, in u16 words.
     pub salt_len: usize,
     pub commit_reveal: CommitReveal,
-    /// The mechanism the weights are for (`validator.mechanism`).
-    pub mechanism: u8,
 }
 
 impl Default for WeightsPolicy {
     fn default() -> Self {
-        Self { rate_limit_retries: 2, salt_len: 8, commit_reveal: CommitReveal::Timelock, mechanism: 0 }
+        Self { rate_limit_retries: 2, salt_len: 8, commit_reveal: CommitReveal::Timelock }
     }
 }
 
@@ -88,7 +86,7 @@ async fn commit_timelocked(
     uids: &[u16],
     weights: &[u16],
     version_key: u64,
-    policy: &WeightsPolicy,
+    _policy: &WeightsPolicy,
 ) -> Result<WeightsOutcome, ChainError> {
     let payload = timelock::encode_payload(&chain.hotkey(), uids, weights, version_key);
     let mut second_try = false;
@@ -98,7 +96,9 @@ async fn commit_timelocked(
         let reveal_block =
             timelock::first_reveal_block(&ctx.schedule, ctx.reveal_period_epochs).map_err(ChainError::Other)?;
         let commit = timelock::encrypt(&ctx.beacon, round, &payload).map_err(ChainError::Other)?;
-        match chain.commit_timelocked_weights(netuid, policy.mechanism, &commit, round, ctx.commit_reveal_version).await
+        match chain
+            .commit_timelocked_weights(netuid, chain.mechanism(), &commit, round, ctx.commit_reveal_version)
+            .await
         {
             Ok(()) => return Ok(WeightsOutcome::Timelocked { round, reveal_block }),
             // The chain moved on between the read and the commit (a runtime upgrade changed the
@@ -154,7 +154,9 @@ async fn commit(
 ) -> Result<WeightsOutcome, ChainError> {
     let salt = random_salt(policy.salt_len)?;
     let hotkey = chain.hotkey();
-    let hash = commit_hash(&hotkey, netuid, uids, weights, &salt, version_key);
+    // subtensor hashes a mechanism's commit under its storage index (the netuid for mechanism 0).
+    let index = mechanism_storage_index(netuid, chain.mechanism());
+    let hash = commit_hash(&hotkey, index, uids, weights, &salt, version_key);
     let (status, params) = (chain.epoch_status(netuid).await?, chain.hyperparams(netuid).await?);
     let pending = PendingCommit {
         netuid,

@@ -206,7 +206,14 @@ async fn run_neuron(config: Config, stop: Arc<AtomicBool>, reload: ReloadSource)
             let mut node = NodeConfig::new(endpoint);
             node.wait_for = config.subtensor.wait_for;
             node.rpc = config.subtensor.rpc;
+            node.mechanism = config.validator.mechanism;
             subtensor::connect(node, signer).await?
+        }
+        ChainSelection::Local if config.validator.mechanism != 0 => {
+            return Err(Error::Config(format!(
+                "validator.mechanism {}: the embedded chain has one mechanism per subnet; set it to 0",
+                config.validator.mechanism
+            )));
         }
         ChainSelection::Local => {
             // One neuron alone on the embedded chain: it registers itself, and a

@@ -47,6 +47,9 @@ impl Chain for MeteredChain {
     fn hotkey(&self) -> AccountId {
         self.inner.hotkey()
     }
+    fn mechanism(&self) -> u8 {
+        self.inner.mechanism()
+    }
     async fn block(&self) -> Result<u64, ChainError> {
         self.timed("block", self.inner.block()).await
     }

@@ -314,11 +314,7 @@ impl Validator {
     }
 
     fn weights_policy(&self) -> WeightsPolicy {
-        WeightsPolicy {
-            commit_reveal: self.settings.commit_reveal,
-            mechanism: self.settings.mechanism,
-            ..WeightsPolicy::default()
-        }
+        WeightsPolicy { commit_reveal: self.settings.commit_reveal, ..WeightsPolicy::default() }
     }
 
     /// Sends again weights the node was unreachable for (see [`WeightsRetry`]).
@@ -759,7 +755,8 @@ pub struct ValidatorSettings {
     /// Where the subnet uses commit-reveal: "timelock" (encrypted to a drand round, revealed
     /// by the chain; the SDK v11's way) or "hash" (revealed by this validator).
     pub commit_reveal: CommitReveal,
-    /// The mechanism (weight vector) of the subnet this validator sets weights for.
+    /// The mechanism (weight vector) of the subnet this validator reads and sets weights for
+    /// (a real chain only: the embedded chain has one mechanism per subnet).
     pub mechanism: u8,
     /// `[validator.record]`: what the validator saw, for `neuron-host rescore`.
     pub record: RecordSettings,

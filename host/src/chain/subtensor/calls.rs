@@ -49,6 +49,26 @@ pub enum SubtensorCall {
         netuid: NetUid,
         hotkey: AccountId,
     },
+    SetMechanismWeights {
+        netuid: NetUid,
+        mecid: u8,
+        dests: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    },
+    CommitMechanismWeights {
+        netuid: NetUid,
+        mecid: u8,
+        commit_hash: [u8; 32],
+    },
+    RevealMechanismWeights {
+        netuid: NetUid,
+        mecid: u8,
+        uids: Vec<u16>,
+        values: Vec<u16>,
+        salt: Vec<u16>,
+        version_key: u64,
+    },
     /// Commit-reveal v4 on runtimes without mechanisms (mechanism 0).
     CommitTimelockedWeights {
         netuid: NetUid,
@@ -90,6 +110,9 @@ impl SubtensorCall {
             Self::RevealWeights { .. } => "reveal_weights",
             Self::ServeAxon { .. } => "serve_axon",
             Self::BurnedRegister { .. } => "burned_register",
+            Self::SetMechanismWeights { .. } => "set_mechanism_weights",
+            Self::CommitMechanismWeights { .. } => "commit_mechanism_weights",
+            Self::RevealMechanismWeights { .. } => "reveal_mechanism_weights",
             Self::CommitTimelockedWeights { .. } => "commit_timelocked_weights",
             Self::CommitTimelockedMechanismWeights { .. } => "commit_timelocked_mechanism_weights",
         }
@@ -129,6 +152,26 @@ impl SubtensorCall {
             Self::BurnedRegister { netuid, hotkey } => Composite::named([
                 ("netuid".to_string(), uint(*netuid)),
                 ("hotkey".to_string(), Value::from_bytes(hotkey.0)),
+            ]),
+            Self::SetMechanismWeights { netuid, mecid, dests, weights, version_key } => Composite::named([
+                ("netuid".to_string(), uint(*netuid)),
+                ("mecid".to_string(), uint(*mecid)),
+                ("dests".to_string(), u16s(dests)),
+                ("weights".to_string(), u16s(weights)),
+                ("version_key".to_string(), uint(*version_key)),
+            ]),
+            Self::CommitMechanismWeights { netuid, mecid, commit_hash } => Composite::named([
+                ("netuid".to_string(), uint(*netuid)),
+                ("mecid".to_string(), uint(*mecid)),
+                ("commit_hash".to_string(), Value::from_bytes(commit_hash)),
+            ]),
+            Self::RevealMechanismWeights { netuid, mecid, uids, values, salt, version_key } => Composite::named([
+                ("netuid".to_string(), uint(*netuid)),
+                ("mecid".to_string(), uint(*mecid)),
+                ("uids".to_string(), u16s(uids)),
+                ("values".to_string(), u16s(values)),
+                ("salt".to_string(), u16s(salt)),
+                ("version_key".to_string(), uint(*version_key)),
             ]),
             Self::CommitTimelockedWeights { netuid, commit, reveal_round, commit_reveal_version } => {
                 Composite::named([

@@ -143,6 +143,8 @@ pub struct NodeConfig {
     pub endpoint: Endpoint,
     pub wait_for: WaitFor,
     pub rpc: RpcMode,
+    /// The subnet mechanism this neuron reads and sets weights for (`validator.mechanism`).
+    pub mechanism: u8,
     /// Blocks an extrinsic stays valid for (rounded up to a power of two); 0 = immortal.
     pub mortal_period: u64,
     /// Where pending weight commits (hash, salt, weights) are kept across restarts.
@@ -159,6 +161,7 @@ impl NodeConfig {
             endpoint,
             wait_for: WaitFor::InBlock,
             rpc: RpcMode::Auto,
+            mechanism: 0,
             mortal_period: 64,
             commit_state: None,
             connect_timeout: Duration::from_secs(20),
@@ -362,6 +365,13 @@ impl SubtensorChain {
         value.decode().map_err(|e| ChainError::Other(format!("cannot decode {entry}: {e}")))
     }
 
+    fn no_mechanisms(&self) -> ChainError {
+        ChainError::Other(format!(
+            "this runtime has no subnet mechanisms: validator.mechanism {} cannot be used; set it to 0",
+            self.config.mechanism
+        ))
+    }
+
     fn has_storage(at: &AtBlock, entry: &str) -> bool {
         at.metadata_ref()
             .pallet_by_name(calls::PALLET)
@@ -383,6 +393,20 @@ impl SubtensorChain {
 
     async fn metagraph_at(&self, at: &AtBlock, netuid: NetUid) -> Result<Metagraph, ChainError> {
         const API: &str = "SubnetInfoRuntimeApi";
+        let mecid = self.config.mechanism;
+        if mecid != 0 {
+            // A mechanism's own view: its weights, bonds, incentives and emissions.
+            if !Self::has_api(at, API, "get_mechagraph") {
+                return Err(self.no_mechanisms());
+            }
+            let (raw, trust) = try_join(
+                self.api::<_, Option<RawMetagraph>>(at, "metagraph", API, "get_mechagraph", (netuid, mecid)),
+                self.storage::<_, Vec<u16>>(at, "ValidatorTrust", (netuid,)),
+            )
+            .await?;
+            let raw = raw.ok_or(ChainError::dispatch("metagraph", DispatchError::MechanismDoesNotExist))?;
+            return Ok(reads::metagraph(netuid, raw, &trust));
+        }
         if Self::has_api(at, API, "get_metagraph") {
             let (raw, trust) = try_join(
                 self.api::<_, Option<RawMetagraph>>(at, "metagraph", API, "get_metagraph", (netuid,)),
@@ -527,6 +551,10 @@ impl Chain for SubtensorChain {
         self.signer.account()
     }
 
+    fn mechanism(&self) -> u8 {
+        self.config.mechanism
+    }
+
     async fn block(&self) -> Result<u64, ChainError> {
         Ok(self.conn.at_finalized("block").await?.block_number())
     }
@@ -644,9 +672,7 @@ impl Chain for SubtensorChain {
         } else if has_call("commit_timelocked_weights") && mecid == 0 {
             SubtensorCall::CommitTimelockedWeights { netuid, commit, reveal_round, commit_reveal_version }
         } else if has_call("commit_timelocked_weights") {
-            return Err(ChainError::Other(format!(
-                "this runtime has no mechanisms: validator.mechanism {mecid} cannot be used; set it to 0"
-            )));
+            return Err(self.no_mechanisms());
         } else {
             return Err(ChainError::Other(
                 "this runtime has no timelocked commits: set validator.commit_reveal = \"hash\"".into(),
@@ -703,12 +729,20 @@ impl Chain for SubtensorChain {
         weights: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        self.submit(SubtensorCall::SetWeights { netuid, dests: uids.to_vec(), weights: weights.to_vec(), version_key })
-            .await
+        let (dests, weights) = (uids.to_vec(), weights.to_vec());
+        self.submit(match self.config.mechanism {
+            0 => SubtensorCall::SetWeights { netuid, dests, weights, version_key },
+            mecid => SubtensorCall::SetMechanismWeights { netuid, mecid, dests, weights, version_key },
+        })
+        .await
     }
 
     async fn commit_weights(&self, netuid: NetUid, commit_hash: [u8; 32]) -> Result<(), ChainError> {
-        self.submit(SubtensorCall::CommitWeights { netuid, commit_hash }).await
+        self.submit(match self.config.mechanism {
+            0 => SubtensorCall::CommitWeights { netuid, commit_hash },
+            mecid => SubtensorCall::CommitMechanismWeights { netuid, mecid, commit_hash },
+        })
+        .await
     }
 
     async fn reveal_weights(
@@ -719,12 +753,10 @@ impl Chain for SubtensorChain {
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        self.submit(SubtensorCall::RevealWeights {
-            netuid,
-            uids: uids.to_vec(),
-            values: weights.to_vec(),
-            salt: salt.to_vec(),
-            version_key,
+        let (uids, values, salt) = (uids.to_vec(), weights.to_vec(), salt.to_vec());
+        self.submit(match self.config.mechanism {
+            0 => SubtensorCall::RevealWeights { netuid, uids, values, salt, version_key },
+            mecid => SubtensorCall::RevealMechanismWeights { netuid, mecid, uids, values, salt, version_key },
         })
         .await
     }
