@@ -13,9 +13,11 @@ use neuron_host::chain::{
     AccountId,
 };
 use parity_scale_codec::Decode;
-use rand_core::{Rng as _, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Value};
+
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// The SDK's two packagings of the same code.
 const MODULES: [&str; 2] = ["bittensor_core", "bittensor_drand"];
@@ -50,20 +52,6 @@ fn unhex(v: &Value) -> Vec<u8> {
     hex::decode(v.as_str().unwrap_or_else(|| panic!("not a hex string: {v}"))).unwrap()
 }
 
-struct Rng(Xoshiro256PlusPlus);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(Xoshiro256PlusPlus::seed_from_u64(seed))
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0.next_u64() % n.max(1)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// A validator's weights: empty, small, or as wide as a full subnet.
 struct Weights {
     hotkey: AccountId,
@@ -85,7 +73,7 @@ fn weights(r: &mut Rng, i: usize) -> Weights {
         hotkey: AccountId(hotkey),
         uids: (0..n).map(|_| r.below(65536) as u16).collect(),
         values: (0..n).map(|_| if r.below(5) == 0 { 65535 } else { r.below(65536) as u16 }).collect(),
-        version_key: if i.is_multiple_of(2) { r.0.next_u64() } else { r.below(10_000_000) },
+        version_key: if i.is_multiple_of(2) { r.next() } else { r.below(10_000_000) },
     }
 }
 

@@ -8,9 +8,11 @@
 use std::{path::PathBuf, process::Command};
 
 use neuron_host::weights::{emit, WeightLimits, WeightsPipeline};
-use rand_core::{Rng as _, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Value};
+
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const CASES: usize = 1500;
 
@@ -22,21 +24,6 @@ fn python(var: &str) -> String {
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/weights_parity.py")
-}
-
-/// Seeded draws: the same cases on every run, so a mismatch reproduces.
-struct Rng(Xoshiro256PlusPlus);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(Xoshiro256PlusPlus::seed_from_u64(seed))
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0.next_u64() % n.max(1)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 struct Case {

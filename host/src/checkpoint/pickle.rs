@@ -120,7 +120,8 @@ fn storage_dtype(name: &str) -> Option<DType> {
     })
 }
 
-mod op {
+/// The pickle opcodes this module reads and writes (INST only to name it in a refusal).
+pub mod op {
     pub const PROTO: u8 = 0x80;
     pub const FRAME: u8 = 0x95;
     pub const STOP: u8 = b'.';
@@ -157,6 +158,8 @@ mod op {
     pub const LONG_BINGET: u8 = b'j';
     pub const MEMOIZE: u8 = 0x94;
     pub const BUILD: u8 = b'b';
+    /// Refused: it names a class to call.
+    pub const INST: u8 = b'i';
 }
 
 /// A storage a pickle refers to by persistent id.
