@@ -20,13 +20,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn f32_tensor(shape: &[u64], values: impl IntoIterator<Item = f32>) -> Value {
-    Value::Tensor(TensorValue {
-        dtype: DType::F32,
-        shape: shape.to_vec(),
-        data: values.into_iter().flat_map(f32::to_le_bytes).collect(),
-    })
-}
+#[path = "common/values.rs"]
+mod values;
+use values::f32_tensor;
 
 fn sample() -> Value {
     Value::Dict(vec![

@@ -28,10 +28,9 @@ use std::{
 };
 
 use neuron_host::checkpoint::{
-    pickle::{self, TensorValue, Value, MAX_TEXT_BYTES, MAX_VALUES},
+    pickle::{self, Value, MAX_TEXT_BYTES, MAX_VALUES},
     pth,
 };
-use neuron_plugin_api::DType;
 use proptest::{
     prelude::*,
     sample::Index,
@@ -154,13 +153,9 @@ fn check_measured(bytes: &[u8]) -> (Result<Value, String>, u64) {
 // ---------------------------------------------------------------------------------------------
 // Building checkpoints and pickles.
 
-fn f32_tensor(shape: &[u64], values: impl IntoIterator<Item = f32>) -> Value {
-    Value::Tensor(TensorValue {
-        dtype: DType::F32,
-        shape: shape.to_vec(),
-        data: values.into_iter().flat_map(f32::to_le_bytes).collect(),
-    })
-}
+#[path = "common/values.rs"]
+mod values;
+use values::f32_tensor;
 
 /// A small checkpoint: a state dict of a few float tensors, ints, strings, a list.
 fn sample() -> Value {
