@@ -260,7 +260,7 @@ impl Validator {
                     Err(e) => return Err(e),
                 };
                 epoch += 1;
-                if !report.weights.starts_with("not set") && !report.weights.starts_with("refused") {
+                if !["not set", "refused", "unsent"].iter().any(|p| report.weights.starts_with(p)) {
                     summary.weights_submitted += 1;
                 }
                 (self.on_epoch)(&report);
