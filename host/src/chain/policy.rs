@@ -86,7 +86,6 @@ async fn commit_timelocked(
     uids: &[u16],
     weights: &[u16],
     version_key: u64,
-    _policy: &WeightsPolicy,
 ) -> Result<WeightsOutcome, ChainError> {
     let payload = timelock::encode_payload(&chain.hotkey(), uids, weights, version_key);
     let mut second_try = false;
@@ -196,7 +195,7 @@ pub async fn submit_weights_with_policy(
     loop {
         let result = if use_commit {
             match policy.commit_reveal {
-                CommitReveal::Timelock => commit_timelocked(chain, netuid, uids, weights, version_key, policy).await,
+                CommitReveal::Timelock => commit_timelocked(chain, netuid, uids, weights, version_key).await,
                 CommitReveal::Hash => commit(chain, commits, netuid, uids, weights, version_key, policy).await,
             }
         } else {

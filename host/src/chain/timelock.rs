@@ -188,6 +188,31 @@ pub struct EpochSchedule {
 }
 
 impl EpochSchedule {
+    /// Where the subnet stands at `current_block`: the epoch index a commit made there is filed
+    /// under (the counter, plus one when an epoch runs at this block: subtensor's look-ahead), the
+    /// last epoch's block and the next one's (an owner's pending trigger can bring it forward).
+    pub fn status(&self) -> super::EpochStatus {
+        let block = self.current_block;
+        if self.tempo == 0 {
+            let last_epoch_block = self.last_epoch_block;
+            return super::EpochStatus {
+                block,
+                epoch_index: self.subnet_epoch_index,
+                last_epoch_block,
+                next_epoch_block: u64::MAX,
+            };
+        }
+        let auto_next = self.last_epoch_block.saturating_add(u64::from(self.tempo));
+        let next = if self.pending_epoch_at > 0 { auto_next.min(self.pending_epoch_at) } else { auto_next };
+        let runs_now = self.epoch_due(block);
+        super::EpochStatus {
+            block,
+            epoch_index: self.index_seen_in(block),
+            last_epoch_block: if runs_now { block } else { self.last_epoch_block },
+            next_epoch_block: if runs_now { block } else { next },
+        }
+    }
+
     /// Whether the subnet's epoch runs in `block` (subtensor's `run_coinbase`).
     fn epoch_due(&self, block: u64) -> bool {
         self.tempo != 0
@@ -410,6 +435,34 @@ fn hex_array<const N: usize>(hex_str: &str) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stateful_scheduler_counts_from_the_last_epoch_block() {
+        let at = |block, stored: EpochSchedule| EpochSchedule { current_block: block, ..stored }.status();
+        let stored = EpochSchedule {
+            current_block: 0,
+            tempo: 360,
+            last_epoch_block: 1000,
+            pending_epoch_at: 0,
+            subnet_epoch_index: 41,
+            blocks_since_last_step: 0,
+        };
+        let mid = at(1200, stored);
+        assert_eq!((mid.epoch_index, mid.last_epoch_block, mid.next_epoch_block), (41, 1000, 1360));
+        // At the block the epoch runs, a commit belongs to the next epoch (subtensor's look-ahead).
+        let due = at(1360, stored);
+        assert_eq!((due.epoch_index, due.next_epoch_block), (42, 1360));
+        // An owner's trigger brings the next epoch forward.
+        let triggered = at(1200, EpochSchedule { pending_epoch_at: 1250, ..stored });
+        assert_eq!(triggered.next_epoch_block, 1250);
+        assert_eq!(at(1250, EpochSchedule { pending_epoch_at: 1250, ..stored }).epoch_index, 42);
+        // A subnet that has not stepped for longer than MAX_TEMPO runs at once.
+        let stalled = at(1200, EpochSchedule { blocks_since_last_step: 50_401, ..stored });
+        assert_eq!(stalled.epoch_index, 42);
+        // Unlike the old rule, the phase does not depend on the netuid or the block number's residue.
+        let short = EpochSchedule { tempo: 10, ..stored };
+        assert_eq!(at(1005, short).next_epoch_block, 1010);
+    }
 
     /// quicknet's real signature of round 123.
     const ROUND_123_SIGNATURE: &str =

@@ -372,6 +372,40 @@ impl SubtensorChain {
         ))
     }
 
+    /// The subnet's epoch state at `at`: from storage on runtimes with the stateful epoch
+    /// scheduler ("dynamic tempo"; decided by the metadata, not a version), else as the old
+    /// block-number rule places the epochs (one block longer each than the stateful rule counts;
+    /// the chain retries a timelocked reveal through its whole reveal epoch, so a round computed
+    /// from it stays inside that epoch).
+    async fn epoch_schedule(
+        &self,
+        at: &AtBlock,
+        netuid: NetUid,
+        tempo: u16,
+    ) -> Result<timelock::EpochSchedule, ChainError> {
+        let current_block = at.block_number();
+        let blocks_since_last_step = self.storage(at, "BlocksSinceLastStep", (netuid,)).await?;
+        if Self::has_storage(at, "SubnetEpochIndex") {
+            return Ok(timelock::EpochSchedule {
+                current_block,
+                tempo,
+                last_epoch_block: self.storage(at, "LastEpochBlock", (netuid,)).await?,
+                pending_epoch_at: self.storage(at, "PendingEpochAt", (netuid,)).await?,
+                subnet_epoch_index: self.storage(at, "SubnetEpochIndex", (netuid,)).await?,
+                blocks_since_last_step,
+            });
+        }
+        let old = reads::epoch_status(netuid, tempo, current_block);
+        Ok(timelock::EpochSchedule {
+            current_block,
+            tempo,
+            last_epoch_block: old.last_epoch_block,
+            pending_epoch_at: 0,
+            subnet_epoch_index: old.epoch_index,
+            blocks_since_last_step,
+        })
+    }
+
     fn has_storage(at: &AtBlock, entry: &str) -> bool {
         at.metadata_ref()
             .pallet_by_name(calls::PALLET)
@@ -577,55 +611,17 @@ impl Chain for SubtensorChain {
         let at = self.conn.at_finalized("epoch_status").await?;
         self.subnet_exists(&at, "epoch_status", netuid).await?;
         let tempo: u16 = self.storage(&at, "Tempo", (netuid,)).await?;
-        // Runtimes with the stateful epoch scheduler ("dynamic tempo") keep the epoch count in
-        // storage; older ones follow the block-number rule. Decided by the metadata, not a version.
         if !Self::has_storage(&at, "SubnetEpochIndex") {
             return Ok(reads::epoch_status(netuid, tempo, at.block_number()));
         }
-        let (index, last, pending, since): (u64, u64, u64, u64) = (
-            self.storage(&at, "SubnetEpochIndex", (netuid,)).await?,
-            self.storage(&at, "LastEpochBlock", (netuid,)).await?,
-            self.storage(&at, "PendingEpochAt", (netuid,)).await?,
-            self.storage(&at, "BlocksSinceLastStep", (netuid,)).await?,
-        );
-        let stored = reads::StoredEpoch {
-            index,
-            last_epoch_block: last,
-            pending_epoch_at: pending,
-            blocks_since_last_step: since,
-        };
-        Ok(reads::epoch_status_stateful(tempo, at.block_number(), stored))
+        Ok(self.epoch_schedule(&at, netuid, tempo).await?.status())
     }
 
     async fn timelock_context(&self, netuid: NetUid) -> Result<TimelockContext, ChainError> {
         let at = self.conn.at_finalized("timelock_context").await?;
         self.subnet_exists(&at, "timelock_context", netuid).await?;
-        let block = at.block_number();
         let tempo: u16 = self.storage(&at, "Tempo", (netuid,)).await?;
-        let since: u64 = self.storage(&at, "BlocksSinceLastStep", (netuid,)).await?;
-        let schedule = if Self::has_storage(&at, "SubnetEpochIndex") {
-            timelock::EpochSchedule {
-                current_block: block,
-                tempo,
-                last_epoch_block: self.storage(&at, "LastEpochBlock", (netuid,)).await?,
-                pending_epoch_at: self.storage(&at, "PendingEpochAt", (netuid,)).await?,
-                subnet_epoch_index: self.storage(&at, "SubnetEpochIndex", (netuid,)).await?,
-                blocks_since_last_step: since,
-            }
-        } else {
-            // A runtime before the stateful scheduler: its epochs, as the block-number rule
-            // places them (one block longer each than the stateful rule counts; the chain
-            // retries a reveal through its whole reveal epoch, so the round stays inside it).
-            let status = reads::epoch_status(netuid, tempo, block);
-            timelock::EpochSchedule {
-                current_block: block,
-                tempo,
-                last_epoch_block: status.last_epoch_block,
-                pending_epoch_at: 0,
-                subnet_epoch_index: status.epoch_index,
-                blocks_since_last_step: since,
-            }
-        };
+        let schedule = self.epoch_schedule(&at, netuid, tempo).await?;
         let reveal_period_epochs: u64 = self.storage(&at, "RevealPeriodEpochs", (netuid,)).await?;
         let commit_reveal_version: u16 = self.storage(&at, "CommitRevealWeightsVersion", ()).await?;
         // Blocks come every 2 x Timestamp.MinimumPeriod (6 s on finney: 12 s blocks; fast-block

@@ -199,69 +199,9 @@ pub fn epoch_status(netuid: NetUid, tempo: u16, block: u64) -> EpochStatus {
     EpochStatus { block, epoch_index: shifted / interval, last_epoch_block, next_epoch_block }
 }
 
-/// The largest tempo subtensor allows: a subnet that has not stepped for longer runs its epoch.
-pub const MAX_TEMPO: u64 = 50_400;
-
-/// A subnet's epoch bookkeeping on runtimes with the stateful scheduler (`SubnetEpochIndex`,
-/// `LastEpochBlock`, `PendingEpochAt`, `BlocksSinceLastStep`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoredEpoch {
-    pub index: u64,
-    pub last_epoch_block: u64,
-    /// An owner-triggered epoch's block (0: none).
-    pub pending_epoch_at: u64,
-    pub blocks_since_last_step: u64,
-}
-
-/// Where a subnet stands under the stateful scheduler, as subtensor decides it: the epoch runs
-/// at a block where `block - LastEpochBlock >= tempo`, or a pending trigger has come, or the
-/// subnet has not stepped for more than [`MAX_TEMPO`] blocks. The index is the one a commit made
-/// at `block` is filed under (the counter, plus one when an epoch runs at this block).
-pub fn epoch_status_stateful(tempo: u16, block: u64, stored: StoredEpoch) -> EpochStatus {
-    if tempo == 0 {
-        return EpochStatus {
-            block,
-            epoch_index: stored.index,
-            last_epoch_block: stored.last_epoch_block,
-            next_epoch_block: u64::MAX,
-        };
-    }
-    let auto_next = stored.last_epoch_block.saturating_add(u64::from(tempo));
-    let next = if stored.pending_epoch_at > 0 { auto_next.min(stored.pending_epoch_at) } else { auto_next };
-    let runs_now = next <= block || stored.blocks_since_last_step > MAX_TEMPO;
-    EpochStatus {
-        block,
-        epoch_index: stored.index + u64::from(runs_now),
-        last_epoch_block: if runs_now { block } else { stored.last_epoch_block },
-        next_epoch_block: if runs_now { block } else { next },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_stateful_scheduler_counts_from_the_last_epoch_block() {
-        let stored = StoredEpoch { index: 41, last_epoch_block: 1000, ..StoredEpoch::default() };
-        let mid = epoch_status_stateful(360, 1200, stored);
-        assert_eq!((mid.epoch_index, mid.last_epoch_block, mid.next_epoch_block), (41, 1000, 1360));
-        // At the block the epoch runs, a commit belongs to the next epoch (subtensor's look-ahead).
-        let due = epoch_status_stateful(360, 1360, stored);
-        assert_eq!((due.epoch_index, due.next_epoch_block), (42, 1360));
-        // An owner's trigger brings the next epoch forward.
-        let triggered = epoch_status_stateful(360, 1200, StoredEpoch { pending_epoch_at: 1250, ..stored });
-        assert_eq!(triggered.next_epoch_block, 1250);
-        assert_eq!(epoch_status_stateful(360, 1250, StoredEpoch { pending_epoch_at: 1250, ..stored }).epoch_index, 42);
-        // A subnet that has not stepped for longer than MAX_TEMPO runs at once.
-        let stalled = epoch_status_stateful(360, 1200, StoredEpoch { blocks_since_last_step: 50_401, ..stored });
-        assert_eq!(stalled.epoch_index, 42);
-        // Unlike the old rule, the phase does not depend on the netuid or the block number's residue.
-        assert_eq!(
-            epoch_status_stateful(10, 1005, StoredEpoch { last_epoch_block: 1000, ..stored }).next_epoch_block,
-            1010
-        );
-    }
 
     #[test]
     fn epochs_follow_subtensors_schedule() {
