@@ -117,8 +117,11 @@ pub struct EpochReport {
     pub epoch: u64,
     pub block: u64,
     pub steps: u64,
-    /// "set", "committed (reveal in epoch N)", or why nothing was set.
+    /// "set", "committed ...", or why nothing was set, as the epoch's line shows it.
     pub weights: String,
+    /// What became of the weights, for code to act on (`weights` is for people).
+    #[serde(skip)]
+    pub outcome: WeightsOutcomeCode,
     /// The scorer that scored this epoch's steps.
     pub scorer: String,
     /// A scorer switch that took effect at the end of this epoch ("a → b, scores kept").
@@ -260,7 +263,7 @@ impl Validator {
                     Err(e) => return Err(e),
                 };
                 epoch += 1;
-                if !["not set", "refused", "unsent"].iter().any(|p| report.weights.starts_with(p)) {
+                if matches!(report.outcome, WeightsOutcomeCode::Set | WeightsOutcomeCode::Committed) {
                     summary.weights_submitted += 1;
                 }
                 (self.on_epoch)(&report);
@@ -599,6 +602,7 @@ impl Validator {
             block,
             steps: l.steps,
             weights,
+            outcome: code,
             scorer: boundary.scorer,
             scorer_switch: boundary.switch,
             scorer_switches: self.scorer.switches(),
