@@ -409,6 +409,9 @@ enum ChainCommand {
     Metagraph {
         #[arg(long, default_value_t = 1)]
         netuid: u16,
+        /// Which mechanism's weights, incentives and emissions: a number, or `all` for each in turn.
+        #[arg(long, default_value = "0", value_parser = parse_mechanism)]
+        mechanism: MechanismArg,
     },
     /// The subnet's hyperparameters.
     Hyperparams {
@@ -420,6 +423,19 @@ enum ChainCommand {
         #[arg(long)]
         netuid: Option<u16>,
     },
+}
+
+/// `--mechanism N|all`: one mechanism, or every one (`None`).
+#[derive(Clone, Copy, Debug)]
+struct MechanismArg(Option<u8>);
+
+fn parse_mechanism(text: &str) -> std::result::Result<MechanismArg, String> {
+    if text == "all" {
+        return Ok(MechanismArg(None));
+    }
+    text.parse::<u8>()
+        .map(|m| MechanismArg(Some(m)))
+        .map_err(|_| format!("`{text}` is not a mechanism: give a number from 0 to 255, or `all`"))
 }
 
 /// Which wallet, as the Bittensor CLI names the flags.
@@ -579,7 +595,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Chain { command, network, chain_endpoint }) => {
             let view = match command {
-                ChainCommand::Metagraph { netuid } => chain::ChainView::Metagraph { netuid },
+                ChainCommand::Metagraph { netuid, mechanism } => {
+                    chain::ChainView::Metagraph { netuid, mechanism: mechanism.0 }
+                }
                 ChainCommand::Hyperparams { netuid } => chain::ChainView::Hyperparams { netuid },
                 ChainCommand::Block { netuid } => chain::ChainView::Block { netuid },
             };

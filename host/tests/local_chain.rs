@@ -334,13 +334,16 @@ struct NodeLike {
     inner: LocalClient,
     chain: Arc<LocalChain>,
     late_commits: bool,
+    /// Whether the chain's record of commits can be read (a backend that cannot, or a node
+    /// whose finalized state lags the commit).
+    reads_commits: bool,
     down: std::sync::atomic::AtomicBool,
 }
 
 impl NodeLike {
     fn new(net: &Net, late_commits: bool) -> Self {
         let inner = net.chain.client(net.clients[0].hotkey(), AccountId::from_name("owner"));
-        Self { inner, chain: net.chain.clone(), late_commits, down: Default::default() }
+        Self { inner, chain: net.chain.clone(), late_commits, reads_commits: true, down: Default::default() }
     }
 
     fn reachable(&self) -> Result<(), neuron_host::chain::ChainError> {
@@ -408,41 +411,62 @@ impl Chain for NodeLike {
     ) -> Result<(), neuron_host::chain::ChainError> {
         self.inner.reveal_weights(n, u, w, s, k).await
     }
+    async fn weight_commits(
+        &self,
+        n: u16,
+    ) -> Result<Vec<neuron_host::chain::StoredCommit>, neuron_host::chain::ChainError> {
+        if !self.reads_commits {
+            return Err(neuron_host::chain::ChainError::Other("not readable here".into()));
+        }
+        self.inner.weight_commits(n).await
+    }
 }
 
 #[tokio::test]
-async fn a_commit_included_an_epoch_late_is_revealed_an_epoch_late_and_an_expired_one_is_reported() {
+async fn a_commit_included_an_epoch_late_is_revealed_when_the_chain_says_and_an_expired_one_is_reported() {
     use neuron_host::chain::{
         commits::CommitStore,
         policy::{reveal_due, submit_weights_with_policy, CommitReveal, WeightsOutcome, WeightsPolicy},
     };
     let hash = WeightsPolicy { commit_reveal: CommitReveal::Hash, ..WeightsPolicy::default() };
-    let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
-    let v = NodeLike::new(&net, true);
-    let commits = CommitStore::open(None).unwrap();
-    let start = epoch_of(&v).await;
-    let outcome = submit_weights_with_policy(&v, &commits, NET, &[2, 3], &[100, 50], 0, &hash).await.unwrap();
-    assert_eq!(outcome, WeightsOutcome::Committed { reveal_epoch: start + 1 }, "predicted from before sending");
-    assert_eq!(epoch_of(&v).await, start + 1, "but included in the next epoch");
-    // In the predicted epoch the chain says "too early": the commit is kept and moved on once.
-    assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
-    assert_eq!(commits.all().len(), 1);
-    assert_eq!((commits.all()[0].reveal_epoch, commits.all()[0].postponed), (start + 2, true));
-    while epoch_of(&v).await < start + 2 {
-        net.chain.produce_block();
-    }
-    assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 1, "revealed in its real epoch");
-    assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
-    assert!(commits.all().is_empty());
+    for reads_commits in [true, false] {
+        let net = subnet(Hyperparams { commit_reveal_enabled: true, commit_reveal_period: 1, ..params() }).await;
+        let v = NodeLike { reads_commits, ..NodeLike::new(&net, true) };
+        let commits = CommitStore::open(None).unwrap();
+        let start = epoch_of(&v).await;
+        let outcome = submit_weights_with_policy(&v, &commits, NET, &[2, 3], &[100, 50], 0, &hash).await.unwrap();
+        assert_eq!(epoch_of(&v).await, start + 1, "included in the next epoch");
+        if reads_commits {
+            // The chain's record of the commit says when: no refused reveal in between.
+            assert_eq!(outcome, WeightsOutcome::Committed { reveal_epoch: start + 2 }, "read back");
+            assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
+            assert_eq!(commits.all()[0].reveal_epoch, start + 2);
+            assert!(v.weights(NET).await.unwrap().is_empty());
+        } else {
+            // Without it, the prediction; the chain's "too early" keeps the commit, moved on.
+            assert_eq!(outcome, WeightsOutcome::Committed { reveal_epoch: start + 1 }, "predicted");
+            assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
+            assert_eq!(commits.all()[0].reveal_epoch, start + 2);
+        }
+        // A too-early reveal in the window's epoch keeps the commit (here, asked twice in a row).
+        assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
+        assert_eq!(commits.all().len(), 1);
+        while epoch_of(&v).await < start + 2 {
+            net.chain.produce_block();
+        }
+        assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 1, "revealed in its real epoch");
+        assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
+        assert!(commits.all().is_empty());
 
-    // A commit whose epochs all passed (the validator was away) is dropped with an error, not kept forever.
-    submit_weights_with_policy(&v, &commits, NET, &[2], &[1], 0, &hash).await.unwrap();
-    let due = commits.all()[0].reveal_epoch;
-    while epoch_of(&v).await <= due + 1 {
-        net.chain.produce_block();
+        // A commit whose epoch passed (the validator was away) is dropped with an error, not kept forever.
+        submit_weights_with_policy(&v, &commits, NET, &[2], &[1], 0, &hash).await.unwrap();
+        let due = commits.all()[0].reveal_epoch;
+        while epoch_of(&v).await <= due {
+            net.chain.produce_block();
+        }
+        assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
+        assert!(commits.all().is_empty());
     }
-    assert_eq!(reveal_due(&v, &commits, NET).await.unwrap(), 0);
-    assert!(commits.all().is_empty());
 }
 
 async fn epoch_of(c: &NodeLike) -> u64 {
@@ -508,7 +532,9 @@ async fn timelocked_weights_are_revealed_by_the_chain_at_their_round_and_count_i
     }
     assert_eq!(v.epoch_status(NET).await.unwrap().epoch_index, start + 1, "the reveal epoch");
     net.chain.produce_block();
-    assert_eq!(net.chain.timelocked_revealed_at(NET, &v.hotkey()), Some(round - 1));
+    let before_round = round - 1 - timelock::SECURITY_BLOCK_OFFSET;
+    assert_eq!(v.timelocked_revealed_since(NET, before_round).await.unwrap(), Some(round - 1), "the reveal, as an event");
+    assert_eq!(v.timelocked_revealed_since(NET, round).await.unwrap(), None, "none since");
     assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
 
     // Refusals as subtensor gives them: a wrong version, a round already published, a mechanism

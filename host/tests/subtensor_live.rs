@@ -1,6 +1,7 @@
 //! Against a real subtensor node, when `NEURON_TEST_SUBTENSOR_URL` names one
 //! (e.g. ws://127.0.0.1:9944 for a localnet; see the README): register by
-//! burning, serve an axon, set weights, read them back. The signer is
+//! burning, serve an axon, set weights (directly, by hash commit and reveal, or
+//! timelocked and revealed by the chain: whatever the subnet uses), read them back. The signer is
 //! `NEURON_TEST_SUBTENSOR_SEED` (a 32-byte sr25519 seed, hex) or the dev
 //! account //Alice, which localnets fund; the subnet is
 //! `NEURON_TEST_SUBTENSOR_NETUID` (default 1). The live test is ignored by a
@@ -72,12 +73,32 @@ async fn live_register_serve_set_weights_read_back() {
         submit_weights_with_policy(&*chain, &commits, netuid, &[uid], &[65535], params.weights_version_key, &policy)
             .await
             .unwrap();
-    if let WeightsOutcome::Committed { reveal_epoch } = outcome {
-        let mut blocks = chain.subscribe_blocks().await.unwrap();
-        while chain.epoch_status(netuid).await.unwrap().epoch_index < reveal_epoch {
-            blocks.next().await.unwrap().unwrap();
+    match outcome {
+        WeightsOutcome::Set => {}
+        WeightsOutcome::Committed { reveal_epoch } => {
+            // The chain's record of the commit agrees with the epoch the validator follows.
+            let stored = chain.weight_commits(netuid).await.unwrap();
+            assert!(stored.iter().any(|c| c.reveal_epoch == reveal_epoch), "{stored:?} vs epoch {reveal_epoch}");
+            let mut blocks = chain.subscribe_blocks().await.unwrap();
+            while chain.epoch_status(netuid).await.unwrap().epoch_index < reveal_epoch {
+                blocks.next().await.unwrap().unwrap();
+            }
+            assert_eq!(reveal_due(&*chain, &commits, netuid).await.unwrap(), 1);
         }
-        assert_eq!(reveal_due(&*chain, &commits, netuid).await.unwrap(), 1);
+        WeightsOutcome::Timelocked { reveal_block, .. } => {
+            // The chain decrypts it at its round: wait for its TimelockedWeightsRevealed event.
+            let deadline = reveal_block + u64::from(params.tempo) + 1;
+            let mut blocks = chain.subscribe_blocks().await.unwrap();
+            let from = reveal_block.saturating_sub(2);
+            loop {
+                if let Some(at) = chain.timelocked_revealed_since(netuid, from).await.unwrap() {
+                    assert!(at >= from, "revealed at block {at}");
+                    break;
+                }
+                let block = blocks.next().await.unwrap().unwrap();
+                assert!(block <= deadline, "no TimelockedWeightsRevealed by block {deadline}");
+            }
+        }
     }
     let weights = chain.weights(netuid).await.unwrap();
     let mine = weights.iter().find(|(u, _)| *u == uid).map(|(_, w)| w.clone());

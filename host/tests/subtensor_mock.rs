@@ -98,24 +98,8 @@ fn hotkey(i: u8) -> [u8; 32] {
     [i + 1; 32]
 }
 
-/// A node at block 100 whose subnet 1 has three neurons.
-fn node_state(rt: &Runtime) -> NodeState {
-    let mut st = NodeState { finalized: 100, spec_version: 393, ..NodeState::default() };
-    let version = (
-        "node-subtensor".to_string(),
-        "node-subtensor".to_string(),
-        1u32,
-        393u32,
-        1u32,
-        Vec::<([u8; 8], u32)>::new(),
-        1u32,
-        1u8,
-    );
-    st.calls.insert("Core_version".into(), version.encode());
-    st.calls.insert("Metadata_metadata_versions".into(), vec![14u32, 15, 16].encode());
-    st.calls.insert("Metadata_metadata_at_version".into(), Some(subtensor_support::metadata_v16()).encode());
-    st.calls.insert("AccountNonceApi_account_nonce".into(), 0u32.encode());
-
+/// `get_metagraph`'s answer for the mocked subnet (three neurons), read at `block`.
+fn metagraph_answer(rt: &Runtime, block: u128) -> Vec<u8> {
     let api = rt.metadata.runtime_api_trait_by_name("SubnetInfoRuntimeApi").unwrap();
     let option_ty = api.method_by_name("get_metagraph").unwrap().output_ty();
     let scale_info::TypeDef::Variant(option) = &rt.metadata.types().resolve(option_ty).unwrap().type_def else {
@@ -124,7 +108,7 @@ fn node_state(rt: &Runtime) -> NodeState {
     let inner = option.variants.iter().find(|v| v.name == "Some").unwrap().fields[0].ty.id;
     let mut mg = zero(rt.metadata.types(), inner);
     set(&mut mg, "netuid", Value::u128(NET.into()));
-    set(&mut mg, "block", Value::u128(100));
+    set(&mut mg, "block", Value::u128(block));
     set(&mut mg, "tempo", Value::u128(360));
     set(&mut mg, "hotkeys", list((0..3).map(|i| Value::from_bytes(hotkey(i)))));
     set(&mut mg, "coldkeys", list((0..3).map(|_| Value::from_bytes([9u8; 32]))));
@@ -156,7 +140,28 @@ fn node_state(rt: &Runtime) -> NodeState {
         set(&mut mg, f, u([0, 0, 0]));
     }
     let answer = Value::unnamed_variant("Some", [mg]);
-    st.calls.insert("SubnetInfoRuntimeApi_get_metagraph".into(), encode(rt, &answer, option_ty));
+    encode(rt, &answer, option_ty)
+}
+
+/// A node at block 100 whose subnet 1 has three neurons.
+fn node_state(rt: &Runtime) -> NodeState {
+    let mut st = NodeState { finalized: 100, spec_version: 393, ..NodeState::default() };
+    let version = (
+        "node-subtensor".to_string(),
+        "node-subtensor".to_string(),
+        1u32,
+        393u32,
+        1u32,
+        Vec::<([u8; 8], u32)>::new(),
+        1u32,
+        1u8,
+    );
+    st.calls.insert("Core_version".into(), version.encode());
+    st.calls.insert("Metadata_metadata_versions".into(), vec![14u32, 15, 16].encode());
+    st.calls.insert("Metadata_metadata_at_version".into(), Some(subtensor_support::metadata_v16()).encode());
+    st.calls.insert("AccountNonceApi_account_nonce".into(), 0u32.encode());
+
+    st.calls.insert("SubnetInfoRuntimeApi_get_metagraph".into(), metagraph_answer(rt, 100));
     st.storage.insert(storage_key(rt, ("SubtensorModule", "ValidatorTrust"), (NET,)), vec![40000u16, 0, 0].encode());
     st.events_key = storage_key(rt, ("System", "Events"), ());
     st
@@ -524,4 +529,107 @@ async fn the_operator_table_shows_each_neuron() {
     assert!(lines[1].contains("UID") && lines[1].contains("AXON"));
     assert!(lines[2].contains("10.0.0.1:8091") && lines[2].contains("5.0000"), "{}", lines[2]);
     assert_eq!(lines.len(), 5);
+}
+
+/// System.Events of a block holding one `TimelockedWeightsRevealed(index, who)` per entry, as the
+/// chain deposits them in `on_initialize`.
+fn reveal_events(rt: &Runtime, reveals: &[(u16, [u8; 32])]) -> Vec<u8> {
+    let records = reveals.iter().map(|&(index, who)| {
+        let event =
+            Value::unnamed_variant("TimelockedWeightsRevealed", [Value::u128(index.into()), Value::from_bytes(who)]);
+        Value::named_composite([
+            ("phase", Value::unnamed_variant("Initialization", [])),
+            ("event", Value::unnamed_variant("SubtensorModule", [event])),
+            ("topics", list([])),
+        ])
+    });
+    let system = rt.metadata.pallet_by_name("System").unwrap();
+    encode(rt, &list(records), system.storage().unwrap().entry_by_name("Events").unwrap().value_ty())
+}
+
+#[tokio::test]
+async fn the_chains_record_of_a_commit_and_its_reveal_event_are_read_back() {
+    use neuron_host::chain::{subtensor::reads, StoredCommit};
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    st.finalized = 110;
+    let put = |st: &mut NodeState, entry: &str, bytes: Vec<u8>| {
+        st.storage.insert(storage_key(&rt, ("SubtensorModule", entry), (NET,)), bytes);
+    };
+    put(&mut st, "NetworksAdded", true.encode());
+    put(&mut st, "Tempo", 360u16.encode());
+    put(&mut st, "RevealPeriodEpochs", 1u64.encode());
+    let node = MockNode::start(st).await;
+    let chain = connect(&node).await;
+    let me = chain.hotkey().0;
+    assert_eq!(chain.weight_commits(NET).await.unwrap(), vec![], "none stored");
+    // Spec 393 stores (hash, commit_block, first_reveal_block, last_reveal_block).
+    let stored = vec![([5u8; 32], 150u64, 359u64, 719u64), ([6u8; 32], 400u64, 720u64, 1080u64)];
+    let key = storage_key(&rt, ("SubtensorModule", "WeightCommits"), (NET, me));
+    let events_key = {
+        let mut st = node.state.lock().unwrap();
+        st.storage.insert(key, stored.encode());
+        st.events_key.clone()
+    };
+    // Block 105: another hotkey's reveal; 106: this hotkey's, for mechanism 1; 107: this one's.
+    {
+        let mut st = node.state.lock().unwrap();
+        st.storage.insert(format!("{events_key}@105"), reveal_events(&rt, &[(NET, [0x77; 32])]));
+        st.storage.insert(format!("{events_key}@106"), reveal_events(&rt, &[(4096 + NET, me)]));
+        st.storage.insert(format!("{events_key}@107"), reveal_events(&rt, &[(NET, [0x77; 32]), (NET, me)]));
+    }
+    let epoch = |block| reads::epoch_status(NET, 360, block).epoch_index;
+    assert_eq!(
+        chain.weight_commits(NET).await.unwrap(),
+        vec![
+            StoredCommit { hash: [5; 32], commit_block: 150, reveal_epoch: epoch(150) + 1 },
+            StoredCommit { hash: [6; 32], commit_block: 400, reveal_epoch: epoch(400) + 1 },
+        ]
+    );
+    assert_eq!(epoch(359), epoch(150) + 1, "the stored first reveal block is in the epoch read");
+    assert_eq!(chain.timelocked_revealed_since(NET, 100).await.unwrap(), Some(107));
+    assert_eq!(chain.timelocked_revealed_since(NET, 108).await.unwrap(), None, "nothing since");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_metagraph_shows_each_mechanism_of_a_subnet() {
+    let rt = runtime();
+    let mut st = node_state(&rt);
+    st.storage.insert(storage_key(&rt, ("SubtensorModule", "NetworksAdded"), (NET,)), true.encode());
+    st.storage.insert(storage_key(&rt, ("SubtensorModule", "MechanismCountCurrent"), (NET,)), 2u8.encode());
+    // Mechanism 1's view: get_mechagraph, told apart by its block.
+    st.calls.insert("SubnetInfoRuntimeApi_get_mechagraph".into(), metagraph_answer(&rt, 42));
+    let node = MockNode::start(st).await;
+    let url = node.url();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_neuron-host")).args(args).output().unwrap()
+        })
+    };
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = ["chain", "metagraph", "--netuid", "1", "--subtensor.chain_endpoint", &url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let all = run(args(&["--mechanism", "all"])).await.unwrap();
+    let text = String::from_utf8_lossy(&all.stdout);
+    assert!(all.status.success(), "{text}{}", String::from_utf8_lossy(&all.stderr));
+    let heads: Vec<&str> = text.lines().filter(|l| l.starts_with("mechanism ") || l.starts_with("subnet ")).collect();
+    assert_eq!(
+        heads,
+        [
+            "mechanism 0 of 2",
+            "subnet 1 at block 100: 3 neurons",
+            "mechanism 1 of 2",
+            "subnet 1 at block 42: 3 neurons"
+        ]
+    );
+    let one = run(args(&["--mechanism", "1"])).await.unwrap();
+    assert!(String::from_utf8_lossy(&one.stdout).starts_with("subnet 1 at block 42"));
+    let bad = run(args(&["--mechanism", "first"])).await.unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("`first` is not a mechanism"), "{err}");
 }

@@ -3,9 +3,9 @@
 //! commit can never be revealed and the validator's weights for that epoch
 //! are lost).
 //!
-//! A commit made at block `b` belongs to epoch `epoch_index(b)` (see
-//! [`super::subtensor::reads::epoch_status`]) and may be revealed only in epoch
-//! `epoch_index(b) + reveal_period`; after that it has expired.
+//! A commit belongs to the epoch it was included in and may be revealed only in
+//! that epoch plus the subnet's reveal period; after that it has expired. The
+//! chain's record of it ([`super::Chain::weight_commits`]) says which epoch that is.
 
 use std::{path::PathBuf, sync::Mutex};
 
@@ -26,13 +26,9 @@ pub struct PendingCommit {
     pub version_key: u64,
     /// The commit hash, hex.
     pub hash: String,
-    /// The epoch (subtensor's per-subnet index) in which it must be revealed.
+    /// The epoch (subtensor's per-subnet index) in which it must be revealed: as the chain
+    /// recorded it where that could be read, else predicted when it was sent.
     pub reveal_epoch: u64,
-    /// The chain said "not yet" in `reveal_epoch` once, and the reveal moved one epoch on: the
-    /// epoch is predicted from the block before the commit was sent, and a commit included in
-    /// the next epoch's first block belongs to that one. A second "not yet" means it expired.
-    #[serde(default)]
-    pub postponed: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -101,12 +97,12 @@ impl CommitStore {
         self.save(&pending)
     }
 
-    /// Moves the commit with this hash to the next epoch (once; see [`PendingCommit::postponed`]).
-    pub fn postpone(&self, hash: &str) -> Result<(), ChainError> {
+    /// Sets the reveal epoch of the commit with this hash (the chain's record of it, or a
+    /// "not yet" from the chain moving it on).
+    pub fn set_reveal_epoch(&self, hash: &str, epoch: u64) -> Result<(), ChainError> {
         let mut pending = self.lock();
         for c in pending.iter_mut().filter(|c| c.hash == hash) {
-            c.reveal_epoch += 1;
-            c.postponed = true;
+            c.reveal_epoch = epoch;
         }
         self.save(&pending)
     }
@@ -137,7 +133,6 @@ mod tests {
             version_key: 0,
             hash: hash.into(),
             reveal_epoch: 5,
-            postponed: false,
         }
     }
 

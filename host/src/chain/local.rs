@@ -35,7 +35,7 @@ use super::{
     timelock::{self, EpochSchedule, LocalBeacon},
     yuma::{self, max_upscale_u16, within_max_weight_limit},
     AccountId, AxonInfo, BlockStream, Chain, ChainError, DispatchError, EpochStatus, Hyperparams, Metagraph, NetUid,
-    NeuronInfo, TimelockContext,
+    NeuronInfo, StoredCommit, TimelockContext,
 };
 
 /// At most this many commits wait per hotkey (subtensor's limit).
@@ -283,11 +283,6 @@ impl LocalChain {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
         block
-    }
-
-    /// The block `hotkey`'s timelocked weights on `netuid` were last revealed and applied at.
-    pub fn timelocked_revealed_at(&self, netuid: NetUid, hotkey: &AccountId) -> Option<u64> {
-        self.lock().subnets.get(&netuid).and_then(|s| s.revealed_at.get(hotkey).copied())
     }
 
     pub fn current_block(&self) -> u64 {
@@ -743,6 +738,25 @@ impl Chain for LocalClient {
             commits.push_back(Commit { hash: commit_hash, epoch, block });
             s.neurons[uid as usize].last_update = block;
             Ok(())
+        })
+    }
+
+    async fn weight_commits(&self, netuid: NetUid) -> Result<Vec<StoredCommit>, ChainError> {
+        let hotkey = self.hotkey;
+        self.chain.read_subnet("weight_commits", netuid, |_, s| {
+            let period = s.params.commit_reveal_period;
+            s.commits.get(&hotkey).map_or_else(Vec::new, |q| {
+                q.iter()
+                    .map(|c| StoredCommit { hash: c.hash, commit_block: c.block, reveal_epoch: c.epoch + period })
+                    .collect()
+            })
+        })
+    }
+
+    async fn timelocked_revealed_since(&self, netuid: NetUid, from_block: u64) -> Result<Option<u64>, ChainError> {
+        let hotkey = self.hotkey;
+        self.chain.read_subnet("timelocked_revealed_since", netuid, |_, s| {
+            s.revealed_at.get(&hotkey).copied().filter(|&b| b >= from_block)
         })
     }
 

@@ -208,6 +208,17 @@ impl TimelockContext {
     }
 }
 
+/// A hash commit (commit-reveal v2) as the chain stores it (`WeightCommits`), with the epoch it
+/// must be revealed in by the chain's own rule for that runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCommit {
+    pub hash: [u8; 32],
+    pub commit_block: u64,
+    /// The epoch (the subnet's epoch index) in which the chain accepts its reveal: the epoch it
+    /// was included in plus the reveal period; before it, `RevealTooEarly`; after, expired.
+    pub reveal_epoch: u64,
+}
+
 /// A refusal by the chain's runtime, named as subtensor names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DispatchError {
@@ -476,6 +487,23 @@ pub trait Chain: Send + Sync {
     /// What a timelocked commit on `netuid` needs (see [`TimelockContext`]).
     async fn timelock_context(&self, netuid: NetUid) -> Result<TimelockContext, ChainError> {
         let _ = netuid;
+        Err(ChainError::Other(format!("{} has no timelocked commit-reveal", self.describe())))
+    }
+
+    /// This hotkey's hash commits on `netuid` (for its [`Chain::mechanism`]) that the chain holds,
+    /// oldest first: the reveal epochs a validator follows, read back rather than predicted.
+    async fn weight_commits(&self, netuid: NetUid) -> Result<Vec<StoredCommit>, ChainError> {
+        let _ = netuid;
+        Err(ChainError::Other(format!("{} cannot list stored weight commits", self.describe())))
+    }
+
+    /// A block at or after `from_block` (up to the head) in which the chain revealed and applied
+    /// this hotkey's timelocked weights on `netuid` for its mechanism (subtensor's
+    /// `TimelockedWeightsRevealed` event), or `None` if it has not (yet). The chain drops a commit
+    /// that fails to decrypt, decode or pass the weight checks without an event, so only this
+    /// says the weights were applied.
+    async fn timelocked_revealed_since(&self, netuid: NetUid, from_block: u64) -> Result<Option<u64>, ChainError> {
+        let _ = (netuid, from_block);
         Err(ChainError::Other(format!("{} has no timelocked commit-reveal", self.describe())))
     }
 

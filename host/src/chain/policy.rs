@@ -20,6 +20,8 @@
 //!   when the node answers, while their epoch is open;
 //! - anything else is returned to the caller.
 
+use std::collections::HashMap;
+
 use super::{
     commit::commit_hash,
     commits::{hex, CommitStore, PendingCommit},
@@ -166,17 +168,26 @@ async fn commit(
         version_key,
         hash: hex(&hash),
         reveal_epoch: status.epoch_index + params.commit_reveal_period,
-        postponed: false,
     };
-    let reveal_epoch = pending.reveal_epoch;
+    let predicted = pending.reveal_epoch;
     commits.add(pending)?;
-    match chain.commit_weights(netuid, hash).await {
-        Ok(()) => Ok(WeightsOutcome::Committed { reveal_epoch }),
-        Err(e) => {
-            commits.remove(&hex(&hash))?;
-            Err(e)
-        }
+    if let Err(e) = chain.commit_weights(netuid, hash).await {
+        commits.remove(&hex(&hash))?;
+        return Err(e);
     }
+    // The epoch the chain filed it under (it may have been included in the next epoch):
+    // read back; the prediction stands only where the chain's record cannot be read yet.
+    let reveal_epoch = match chain.weight_commits(netuid).await {
+        Ok(stored) => stored.iter().find(|s| s.hash == hash).map_or(predicted, |s| s.reveal_epoch),
+        Err(e) => {
+            tracing::debug!(target: "neuron_host::chain", "cannot read the commit back ({e}); its reveal epoch is predicted");
+            predicted
+        }
+    };
+    if reveal_epoch != predicted {
+        commits.set_reveal_epoch(&hex(&hash), reveal_epoch)?;
+    }
+    Ok(WeightsOutcome::Committed { reveal_epoch })
 }
 
 /// Puts `weights` on chain by whichever route the subnet takes, reacting to refusals as the module docs say.
@@ -219,8 +230,13 @@ pub async fn submit_weights_with_policy(
     }
 }
 
-/// Reveals this neuron's commits on `netuid` whose reveal epoch has come, and
+/// Reveals this neuron's commits on `netuid` whose reveal epoch has come, and reports and
 /// forgets those whose epoch has passed. Returns how many were revealed.
+///
+/// A commit's reveal epoch is the chain's own record of it ([`Chain::weight_commits`]) where
+/// that can be read, else the one predicted when it was sent. A "not yet" from the chain keeps
+/// the commit and tries again later in its window (without the chain's record, in the next
+/// epoch: the commit was included later than predicted); an expired or missing one is an error.
 pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid) -> Result<usize, ChainError> {
     let hotkey = chain.hotkey();
     let mine: Vec<PendingCommit> =
@@ -229,18 +245,26 @@ pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid
         return Ok(0);
     }
     let epoch = chain.epoch_status(netuid).await?.epoch_index;
+    let on_chain: HashMap<String, u64> = match chain.weight_commits(netuid).await {
+        Ok(stored) => stored.iter().map(|s| (hex(&s.hash), s.reveal_epoch)).collect(),
+        Err(e) => {
+            tracing::debug!(target: "neuron_host::chain", "cannot read the chain's weight commits ({e}); using the predicted reveal epochs");
+            HashMap::new()
+        }
+    };
     let mut revealed = 0;
     for c in mine {
-        // A commit's reveal epoch is predicted before it is sent; one included in the next
-        // epoch is due one epoch later (a refusal below postpones it once), so it has expired
-        // only when that epoch has passed too.
-        let last_chance = c.reveal_epoch + u64::from(!c.postponed);
-        if epoch > last_chance {
-            tracing::error!(target: "neuron_host::chain", "a weights commit on subnet {netuid} expired unrevealed (its reveal epoch {} passed): that epoch's weights are lost", c.reveal_epoch);
+        let recorded = on_chain.get(&c.hash).copied();
+        let reveal_epoch = recorded.unwrap_or(c.reveal_epoch);
+        if reveal_epoch != c.reveal_epoch {
+            commits.set_reveal_epoch(&c.hash, reveal_epoch)?;
+        }
+        if epoch > reveal_epoch {
             commits.remove(&c.hash)?;
+            tracing::error!(target: "neuron_host::chain", "a weights commit on subnet {netuid} expired unrevealed (its reveal epoch {reveal_epoch} passed): those weights are lost");
             continue;
         }
-        if epoch < c.reveal_epoch {
+        if epoch < reveal_epoch {
             continue;
         }
         match chain.reveal_weights(netuid, &c.uids, &c.values, &c.salt, c.version_key).await {
@@ -249,22 +273,17 @@ pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid
                 revealed += 1;
             }
             // "Not yet" (a dispatch's RevealTooEarly, or the pool's CommitBlockNotInRevealRange):
-            // the commit landed an epoch later than predicted; the first time, try in the next
-            // epoch; the second time it is outside every window it could have had.
+            // the commit is still the chain's and its window is ahead; keep it.
             Err(e)
                 if matches!(
                     e.dispatch_error(),
                     Some(DispatchError::RevealTooEarly | DispatchError::CommitBlockNotInRevealRange)
                 ) =>
             {
-                if c.postponed {
-                    commits.remove(&c.hash)?;
-                    return Err(ChainError::Other(format!(
-                        "the weights commit for epoch {} on subnet {netuid} could not be revealed in its epoch or the next ({e}); its weights are lost",
-                        c.reveal_epoch - 1
-                    )));
+                tracing::info!(target: "neuron_host::chain", "the chain says the weights commit on subnet {netuid} cannot be revealed yet ({e}); kept and tried again");
+                if recorded.is_none() {
+                    commits.set_reveal_epoch(&c.hash, epoch + 1)?;
                 }
-                commits.postpone(&c.hash)?;
             }
             Err(e) => {
                 commits.remove(&c.hash)?;

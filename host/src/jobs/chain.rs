@@ -14,7 +14,8 @@ use crate::{
 /// What to show.
 #[derive(Clone, Copy, Debug)]
 pub enum ChainView {
-    Metagraph { netuid: NetUid },
+    /// One mechanism's view (`Some`), or every mechanism's in turn (`None`).
+    Metagraph { netuid: NetUid, mechanism: Option<u8> },
     Hyperparams { netuid: NetUid },
     Block { netuid: Option<NetUid> },
 }
@@ -42,7 +43,16 @@ pub fn run(network: Option<&str>, chain_endpoint: Option<&str>, view: ChainView)
         let signer = Arc::new(Sr25519Keypair::from_mini_secret(&seed).map_err(Error::Config)?);
         let chain = subtensor::connect(NodeConfig::new(endpoint), signer).await?;
         match view {
-            ChainView::Metagraph { netuid } => print!("{}", metagraph_table(&chain.metagraph(netuid).await?)),
+            ChainView::Metagraph { netuid, mechanism: Some(mecid) } => {
+                print!("{}", metagraph_table(&chain.mechagraph(netuid, mecid).await?))
+            }
+            ChainView::Metagraph { netuid, mechanism: None } => {
+                let count = chain.mechanism_count(netuid).await?;
+                for mecid in 0..count {
+                    println!("mechanism {mecid} of {count}");
+                    print!("{}", metagraph_table(&chain.mechagraph(netuid, mecid).await?));
+                }
+            }
             ChainView::Hyperparams { netuid } => {
                 print!("{}", hyperparams_table(netuid, &chain.hyperparams(netuid).await?))
             }
@@ -52,6 +62,7 @@ pub fn run(network: Option<&str>, chain_endpoint: Option<&str>, view: ChainView)
                 if let Some(netuid) = netuid {
                     let s = chain.epoch_status(netuid).await?;
                     println!("{:<18}{}", "subnet", netuid);
+                    println!("{:<18}{}", "mechanisms", chain.mechanism_count(netuid).await?);
                     println!("{:<18}{}", "epoch index", s.epoch_index);
                     println!("{:<18}{}", "last epoch block", s.last_epoch_block);
                     println!(

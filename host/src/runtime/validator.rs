@@ -57,6 +57,9 @@ use crate::{
     weights::WeightsPipeline,
 };
 
+/// How many blocks before a timelocked commit's predicted reveal block its reveal event is looked for.
+const REVEAL_SCAN_SLACK_BLOCKS: u64 = 2;
+
 /// Everything a validator is made of.
 pub struct Validator {
     pub name: String,
@@ -169,8 +172,8 @@ struct Loop {
     last_weights: Vec<f32>,
     /// Weights the node was unreachable for, sent again when it answers within their epoch.
     retry: WeightsRetry,
-    /// The last timelocked commit: its uids, the block the chain reveals it from, its epoch.
-    timelocked: Option<(Vec<u16>, u64, u64)>,
+    /// The last timelocked commit: the block the chain reveals it from, its epoch.
+    timelocked: Option<(u64, u64)>,
 }
 
 impl Validator {
@@ -288,32 +291,36 @@ impl Validator {
         Ok(summary)
     }
 
-    /// Whether the last timelocked commit has been revealed by the chain (its weights row now
-    /// holds the committed uids), once its reveal block has passed: a note for the epoch's
-    /// report, or `None` while it is not due or not known yet.
+    /// Whether the last timelocked commit has been revealed and applied by the chain (its
+    /// `TimelockedWeightsRevealed` event), once its reveal block has passed: a note for the
+    /// epoch's report, or `None` while it is not due or not known yet. Past its reveal epoch
+    /// without the event, it was dropped (the pulse never came, or the weights were refused).
     async fn timelocked_revealed(&self, l: &mut Loop, block: u64, tempo: u64) -> Option<String> {
-        let (uids, reveal_block, epoch) = l.timelocked.clone()?;
+        let (reveal_block, epoch) = l.timelocked?;
         if block < reveal_block {
             return None;
         }
-        let rows = self.chain.weights(self.netuid).await.ok()?;
-        let on_chain: Option<Vec<u16>> =
-            rows.iter().find(|(u, _)| *u == l.uid).map(|(_, row)| row.iter().map(|(t, _)| *t).collect());
-        let mut committed = uids.clone();
-        committed.sort_unstable();
-        if on_chain.is_some_and(|mut got| {
-            got.sort_unstable();
-            got == committed
-        }) {
-            l.timelocked = None;
-            return Some(format!("epoch {epoch}'s weights revealed by the chain"));
+        // A little before the predicted block: the old block rule counts epochs one block
+        // differently. The previous commit's reveal is a whole epoch earlier.
+        let from = reveal_block.saturating_sub(REVEAL_SCAN_SLACK_BLOCKS.min(tempo / 2));
+        let past_window = block > reveal_block + tempo;
+        match self.chain.timelocked_revealed_since(self.netuid, from).await {
+            Ok(Some(at)) => {
+                l.timelocked = None;
+                Some(format!("epoch {epoch}'s weights revealed by the chain at block {at}"))
+            }
+            Ok(None) if past_window => {
+                l.timelocked = None;
+                tracing::error!(target: "neuron_host::validator", "{}: epoch {epoch}'s timelocked weights were not revealed by the chain in their reveal epoch (from block {reveal_block}): no TimelockedWeightsRevealed event for this hotkey; the chain dropped them", self.name);
+                Some(format!("epoch {epoch}'s weights NOT revealed"))
+            }
+            Err(e) if past_window => {
+                l.timelocked = None;
+                tracing::warn!(target: "neuron_host::validator", "{}: cannot tell whether epoch {epoch}'s timelocked weights were revealed: {e}", self.name);
+                Some(format!("epoch {epoch}'s reveal not checked"))
+            }
+            Ok(None) | Err(_) => None,
         }
-        if block > reveal_block + tempo {
-            l.timelocked = None;
-            tracing::error!(target: "neuron_host::validator", "{}: epoch {epoch}'s timelocked weights were not revealed by the chain in their reveal epoch (from block {reveal_block})", self.name);
-            return Some(format!("epoch {epoch}'s weights NOT revealed"));
-        }
-        None
     }
 
     fn weights_policy(&self) -> WeightsPolicy {
@@ -504,7 +511,7 @@ impl Validator {
                         self.metrics.weights_set.get_or_create(&label).inc();
                         code = WeightsOutcomeCode::Committed;
                         if let WeightsOutcome::Timelocked { reveal_block, .. } = outcome {
-                            l.timelocked = Some((set_uids.clone(), reveal_block, epoch));
+                            l.timelocked = Some((reveal_block, epoch));
                         }
                         outcome.to_string()
                     }

@@ -52,9 +52,13 @@ use self::{
     signer::HotkeySigner,
 };
 use super::{
-    commits::CommitStore, timelock, AccountId, AxonInfo, BlockStream, Chain, ChainError, DispatchError, EpochStatus,
-    Hyperparams, Metagraph, NetUid, TimelockContext,
+    commits::CommitStore, mechanism_storage_index, timelock, AccountId, AxonInfo, BlockStream, Chain, ChainError,
+    DispatchError, EpochStatus, Hyperparams, Metagraph, NetUid, StoredCommit, TimelockContext,
 };
+
+/// The most blocks [`Chain::timelocked_revealed_since`] reads events of in one call (a reveal
+/// comes within a few blocks of its epoch's start; this bounds the cost of a late look).
+const MAX_EVENT_SCAN_BLOCKS: u64 = 1000;
 
 /// The public finney endpoint (as the Bittensor SDK names it).
 pub const FINNEY_ENDPOINT: &str = "wss://entrypoint-finney.opentensor.ai:443";
@@ -425,9 +429,8 @@ impl SubtensorChain {
         }
     }
 
-    async fn metagraph_at(&self, at: &AtBlock, netuid: NetUid) -> Result<Metagraph, ChainError> {
+    async fn metagraph_at(&self, at: &AtBlock, netuid: NetUid, mecid: u8) -> Result<Metagraph, ChainError> {
         const API: &str = "SubnetInfoRuntimeApi";
-        let mecid = self.config.mechanism;
         if mecid != 0 {
             // A mechanism's own view: its weights, bonds, incentives and emissions.
             if !Self::has_api(at, API, "get_mechagraph") {
@@ -563,6 +566,24 @@ impl SubtensorChain {
         }
     }
 
+    /// How many mechanisms (weight vectors) `netuid` has: `MechanismCountCurrent`, or 1 on
+    /// runtimes without mechanisms.
+    pub async fn mechanism_count(&self, netuid: NetUid) -> Result<u8, ChainError> {
+        let at = self.conn.at_finalized("mechanism_count").await?;
+        self.subnet_exists(&at, "mechanism_count", netuid).await?;
+        if !Self::has_storage(&at, "MechanismCountCurrent") {
+            return Ok(1);
+        }
+        Ok(self.storage::<_, u8>(&at, "MechanismCountCurrent", (netuid,)).await?.max(1))
+    }
+
+    /// Mechanism `mecid`'s view of `netuid` (its weights, incentives and emissions), whatever
+    /// mechanism this handle sets weights for.
+    pub async fn mechagraph(&self, netuid: NetUid, mecid: u8) -> Result<Metagraph, ChainError> {
+        let at = self.conn.at_finalized("metagraph").await?;
+        self.metagraph_at(&at, netuid, mecid).await
+    }
+
     /// The uid of this hotkey on `netuid`, if registered.
     pub async fn uid(&self, netuid: NetUid) -> Result<Option<u16>, ChainError> {
         let at = self.conn.at_finalized("uid").await?;
@@ -599,7 +620,7 @@ impl Chain for SubtensorChain {
 
     async fn metagraph(&self, netuid: NetUid) -> Result<Metagraph, ChainError> {
         let at = self.conn.at_finalized("metagraph").await?;
-        self.metagraph_at(&at, netuid).await
+        self.metagraph_at(&at, netuid, self.config.mechanism).await
     }
 
     async fn hyperparams(&self, netuid: NetUid) -> Result<Hyperparams, ChainError> {
@@ -642,6 +663,62 @@ impl Chain for SubtensorChain {
             now_secs,
             commit_reveal_version,
         })
+    }
+
+    async fn weight_commits(&self, netuid: NetUid) -> Result<Vec<StoredCommit>, ChainError> {
+        let at = self.conn.at_finalized("weight_commits").await?;
+        self.subnet_exists(&at, "weight_commits", netuid).await?;
+        let index = mechanism_storage_index(netuid, self.config.mechanism);
+        let addr =
+            subxt::storage::dynamic::<(u16, [u8; 32]), Vec<([u8; 32], u64, u64, u64)>>(calls::PALLET, "WeightCommits");
+        let raw = match at.storage().try_fetch(addr, (index, self.signer.account().0)).await {
+            Ok(Some(v)) => v.decode().map_err(|e| ChainError::Other(format!("cannot decode WeightCommits: {e}")))?,
+            Ok(None) => Vec::new(),
+            Err(e) => return Err(self.conn.error("reading WeightCommits", e).await),
+        };
+        let (tempo, period) = try_join(
+            self.storage::<_, u16>(&at, "Tempo", (netuid,)),
+            self.storage::<_, u64>(&at, "RevealPeriodEpochs", (netuid,)),
+        )
+        .await?;
+        // The tuple's fields changed meaning with the stateful scheduler; the metadata tells which.
+        let layout = if Self::has_storage(&at, "SubnetEpochIndex") {
+            reads::CommitLayout::Stateful
+        } else {
+            reads::CommitLayout::BlockRule
+        };
+        Ok(reads::stored_commits(netuid, tempo, period, layout, &raw))
+    }
+
+    async fn timelocked_revealed_since(&self, netuid: NetUid, from_block: u64) -> Result<Option<u64>, ChainError> {
+        let client = self.conn.client().await?;
+        let head = self.conn.at_finalized("timelocked_revealed_since").await?.block_number();
+        let index = mechanism_storage_index(netuid, self.config.mechanism);
+        let me = self.signer.account().0;
+        for n in from_block.max(head.saturating_sub(MAX_EVENT_SCAN_BLOCKS))..=head {
+            let at = match client.at_block(n).await {
+                Ok(at) => at,
+                Err(e) => return Err(self.conn.error(&format!("reading block {n}"), e).await),
+            };
+            let events = match at.events().fetch().await {
+                Ok(ev) => ev,
+                Err(e) => return Err(self.conn.error(&format!("reading the events of block {n}"), e).await),
+            };
+            for event in events.iter() {
+                let event =
+                    event.map_err(|e| ChainError::Other(format!("cannot decode the events of block {n}: {e}")))?;
+                if event.pallet_name() != calls::PALLET || event.event_name() != "TimelockedWeightsRevealed" {
+                    continue;
+                }
+                let (revealed_index, who): (u16, [u8; 32]) = event.decode_fields_unchecked_as().map_err(|e| {
+                    ChainError::Other(format!("cannot decode TimelockedWeightsRevealed in block {n}: {e}"))
+                })?;
+                if revealed_index == index && who == me {
+                    return Ok(Some(n));
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn commit_timelocked_weights(

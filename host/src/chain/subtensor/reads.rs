@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use scale_decode::DecodeAsType;
 
-use crate::chain::{AccountId, AxonInfo, EpochStatus, Hyperparams, Metagraph, NetUid, NeuronInfo};
+use crate::chain::{AccountId, AxonInfo, EpochStatus, Hyperparams, Metagraph, NetUid, NeuronInfo, StoredCommit};
 
 #[derive(Debug, DecodeAsType)]
 #[decode_as_type(crate_path = "scale_decode")]
@@ -199,6 +199,39 @@ pub fn epoch_status(netuid: NetUid, tempo: u16, block: u64) -> EpochStatus {
     EpochStatus { block, epoch_index: shifted / interval, last_epoch_block, next_epoch_block }
 }
 
+/// Which layout a runtime's `WeightCommits` tuples have: both are `(H256, u64, u64, u64)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitLayout {
+    /// Runtimes before the stateful epoch scheduler: `(hash, commit_block, first_reveal_block,
+    /// last_reveal_block)`; the reveal epoch is the commit block's epoch by the block rule plus
+    /// the reveal period.
+    BlockRule,
+    /// Runtimes with the stateful scheduler (`SubnetEpochIndex` in the metadata):
+    /// `(hash, commit_epoch, commit_block, 0)`; the reveal epoch is `commit_epoch` plus the
+    /// reveal period.
+    Stateful,
+}
+
+/// The stored commits of one hotkey, with their reveal epochs as that runtime judges them.
+pub fn stored_commits(
+    netuid: NetUid,
+    tempo: u16,
+    reveal_period: u64,
+    layout: CommitLayout,
+    raw: &[([u8; 32], u64, u64, u64)],
+) -> Vec<StoredCommit> {
+    raw.iter()
+        .map(|&(hash, a, b, _)| match layout {
+            CommitLayout::BlockRule => StoredCommit {
+                hash,
+                commit_block: a,
+                reveal_epoch: epoch_status(netuid, tempo, a).epoch_index + reveal_period,
+            },
+            CommitLayout::Stateful => StoredCommit { hash, commit_block: b, reveal_epoch: a + reveal_period },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +247,22 @@ mod tests {
         assert_eq!((after.last_epoch_block, after.next_epoch_block), (98, 199));
         assert_eq!(after.epoch_index, 1);
         assert_eq!(epoch_status(1, 100, 97).epoch_index, 0);
+    }
+
+    #[test]
+    fn stored_commits_are_read_in_the_runtimes_own_layout() {
+        // Block rule, tempo 100, netuid 1: block 150 is in epoch 1 (epochs run at 98, 199...),
+        // so with a period of 1 its reveal epoch is 2, which begins at block 200, the first
+        // reveal block subtensor stores: 2 * (tempo + 1) - (netuid + 1).
+        let raw = [([7; 32], 150, 200, 300)];
+        let old = stored_commits(1, 100, 1, CommitLayout::BlockRule, &raw);
+        assert_eq!(old, vec![StoredCommit { hash: [7; 32], commit_block: 150, reveal_epoch: 2 }]);
+        assert_eq!(epoch_status(1, 100, 200).epoch_index, 2, "the stored first reveal block is in that epoch");
+        assert_eq!(epoch_status(1, 100, 199).epoch_index, 1);
+        // Stateful: the epoch is stored as it was counted when the commit was included.
+        let raw = [([8; 32], 41, 5000, 0)];
+        let new = stored_commits(1, 100, 3, CommitLayout::Stateful, &raw);
+        assert_eq!(new, vec![StoredCommit { hash: [8; 32], commit_block: 5000, reveal_epoch: 44 }]);
     }
 
     #[test]
