@@ -420,6 +420,14 @@ impl Chain for NodeLike {
         }
         self.inner.weight_commits(n).await
     }
+    async fn timelocked_revealed_in(
+        &self,
+        n: u16,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<u64>, neuron_host::chain::ChainError> {
+        self.inner.timelocked_revealed_in(n, from, to).await
+    }
 }
 
 #[tokio::test]
@@ -533,8 +541,13 @@ async fn timelocked_weights_are_revealed_by_the_chain_at_their_round_and_count_i
     assert_eq!(v.epoch_status(NET).await.unwrap().epoch_index, start + 1, "the reveal epoch");
     net.chain.produce_block();
     let before_round = round - 1 - timelock::SECURITY_BLOCK_OFFSET;
-    assert_eq!(v.timelocked_revealed_since(NET, before_round).await.unwrap(), Some(round - 1), "the reveal, as an event");
-    assert_eq!(v.timelocked_revealed_since(NET, round).await.unwrap(), None, "none since");
+    assert_eq!(
+        v.timelocked_revealed_in(NET, before_round, round).await.unwrap(),
+        Some(round - 1),
+        "the reveal, as an event"
+    );
+    assert_eq!(v.timelocked_revealed_in(NET, round, round + 100).await.unwrap(), None, "none since");
+    assert_eq!(v.timelocked_revealed_in(NET, 0, round - 2).await.unwrap(), None, "none before");
     assert_eq!(v.weights(NET).await.unwrap(), vec![(0, vec![(2, 65535), (3, 32768)])]);
 
     // Refusals as subtensor gives them: a wrong version, a round already published, a mechanism

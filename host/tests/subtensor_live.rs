@@ -91,7 +91,7 @@ async fn live_register_serve_set_weights_read_back() {
             let mut blocks = chain.subscribe_blocks().await.unwrap();
             let from = reveal_block.saturating_sub(2);
             loop {
-                if let Some(at) = chain.timelocked_revealed_since(netuid, from).await.unwrap() {
+                if let Some(at) = chain.timelocked_revealed_in(netuid, from, deadline).await.unwrap() {
                     assert!(at >= from, "revealed at block {at}");
                     break;
                 }

@@ -587,8 +587,9 @@ async fn the_chains_record_of_a_commit_and_its_reveal_event_are_read_back() {
         ]
     );
     assert_eq!(epoch(359), epoch(150) + 1, "the stored first reveal block is in the epoch read");
-    assert_eq!(chain.timelocked_revealed_since(NET, 100).await.unwrap(), Some(107));
-    assert_eq!(chain.timelocked_revealed_since(NET, 108).await.unwrap(), None, "nothing since");
+    assert_eq!(chain.timelocked_revealed_in(NET, 100, 200).await.unwrap(), Some(107));
+    assert_eq!(chain.timelocked_revealed_in(NET, 108, 200).await.unwrap(), None, "nothing since");
+    assert_eq!(chain.timelocked_revealed_in(NET, 100, 106).await.unwrap(), None, "nor in the blocks before");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,12 +621,7 @@ async fn chain_metagraph_shows_each_mechanism_of_a_subnet() {
     let heads: Vec<&str> = text.lines().filter(|l| l.starts_with("mechanism ") || l.starts_with("subnet ")).collect();
     assert_eq!(
         heads,
-        [
-            "mechanism 0 of 2",
-            "subnet 1 at block 100: 3 neurons",
-            "mechanism 1 of 2",
-            "subnet 1 at block 42: 3 neurons"
-        ]
+        ["mechanism 0 of 2", "subnet 1 at block 100: 3 neurons", "mechanism 1 of 2", "subnet 1 at block 42: 3 neurons"]
     );
     let one = run(args(&["--mechanism", "1"])).await.unwrap();
     assert!(String::from_utf8_lossy(&one.stdout).starts_with("subnet 1 at block 42"));

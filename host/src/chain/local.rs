@@ -38,6 +38,8 @@ use super::{
     NeuronInfo, StoredCommit, TimelockContext,
 };
 
+/// How many reveal blocks the embedded chain keeps per hotkey (its event history).
+const MAX_REVEALS_KEPT: usize = 32;
 /// At most this many commits wait per hotkey (subtensor's limit).
 const MAX_PENDING_COMMITS: usize = 10;
 /// The commit-reveal version the embedded chain takes (`CommitRevealWeightsVersion` on finney).
@@ -93,9 +95,10 @@ struct Subnet {
     /// Timelocked commits by the epoch they were made in.
     #[serde(default)]
     timelocked: BTreeMap<u64, Vec<TimelockedCommit>>,
-    /// The block each hotkey's timelocked weights were last revealed and applied at.
+    /// The blocks each hotkey's timelocked weights were revealed and applied at (the last
+    /// [`MAX_REVEALS_KEPT`]): the embedded chain's `TimelockedWeightsRevealed` events.
     #[serde(default)]
-    revealed_at: BTreeMap<AccountId, u64>,
+    reveals: BTreeMap<AccountId, VecDeque<u64>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -170,7 +173,7 @@ impl LocalChain {
                         stake: BTreeMap::new(),
                         commits: BTreeMap::new(),
                         timelocked: BTreeMap::new(),
-                        revealed_at: BTreeMap::new(),
+                        reveals: BTreeMap::new(),
                     },
                 )
             })
@@ -404,7 +407,11 @@ fn reveal_timelocked(netuid: NetUid, subnet: &mut Subnet, block: u64, beacon: &L
             });
         match applied {
             Ok(()) => {
-                subnet.revealed_at.insert(c.hotkey, block);
+                let kept = subnet.reveals.entry(c.hotkey).or_default();
+                kept.push_back(block);
+                if kept.len() > MAX_REVEALS_KEPT {
+                    kept.pop_front();
+                }
                 tracing::debug!(target: "neuron_host::chain", "subnet {netuid}: timelocked weights of {} revealed at block {block} (round {})", c.hotkey.to_ss58(), c.round);
             }
             Err(e) => {
@@ -753,10 +760,15 @@ impl Chain for LocalClient {
         })
     }
 
-    async fn timelocked_revealed_since(&self, netuid: NetUid, from_block: u64) -> Result<Option<u64>, ChainError> {
+    async fn timelocked_revealed_in(
+        &self,
+        netuid: NetUid,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Option<u64>, ChainError> {
         let hotkey = self.hotkey;
-        self.chain.read_subnet("timelocked_revealed_since", netuid, |_, s| {
-            s.revealed_at.get(&hotkey).copied().filter(|&b| b >= from_block)
+        self.chain.read_subnet("timelocked_revealed_in", netuid, |_, s| {
+            s.reveals.get(&hotkey).and_then(|r| r.iter().copied().find(|b| (from_block..=to_block).contains(b)))
         })
     }
 

@@ -492,20 +492,19 @@ pub trait Chain: Send + Sync {
 
     /// This hotkey's hash commits on `netuid` (for its [`Chain::mechanism`]) that the chain holds,
     /// oldest first: the reveal epochs a validator follows, read back rather than predicted.
-    async fn weight_commits(&self, netuid: NetUid) -> Result<Vec<StoredCommit>, ChainError> {
-        let _ = netuid;
-        Err(ChainError::Other(format!("{} cannot list stored weight commits", self.describe())))
-    }
+    async fn weight_commits(&self, netuid: NetUid) -> Result<Vec<StoredCommit>, ChainError>;
 
-    /// A block at or after `from_block` (up to the head) in which the chain revealed and applied
-    /// this hotkey's timelocked weights on `netuid` for its mechanism (subtensor's
+    /// The first block in `from_block..=to_block` (up to the head) in which the chain revealed
+    /// and applied this hotkey's timelocked weights on `netuid` for its mechanism (subtensor's
     /// `TimelockedWeightsRevealed` event), or `None` if it has not (yet). The chain drops a commit
     /// that fails to decrypt, decode or pass the weight checks without an event, so only this
     /// says the weights were applied.
-    async fn timelocked_revealed_since(&self, netuid: NetUid, from_block: u64) -> Result<Option<u64>, ChainError> {
-        let _ = (netuid, from_block);
-        Err(ChainError::Other(format!("{} has no timelocked commit-reveal", self.describe())))
-    }
+    async fn timelocked_revealed_in(
+        &self,
+        netuid: NetUid,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Option<u64>, ChainError>;
 
     /// Commits weights encrypted to drand round `reveal_round` (`commit`: the serialized
     /// ciphertext of a [`timelock::WeightsTlockPayload`]) for mechanism `mecid` (the handle's

@@ -8,7 +8,8 @@ use std::{sync::Arc, time::Instant};
 
 use super::prometheus::{CallLabels, Metrics};
 use crate::chain::{
-    AccountId, AxonInfo, BlockStream, Chain, ChainError, EpochStatus, Hyperparams, Metagraph, NetUid, TimelockContext,
+    AccountId, AxonInfo, BlockStream, Chain, ChainError, EpochStatus, Hyperparams, Metagraph, NetUid, StoredCommit,
+    TimelockContext,
 };
 
 pub struct MeteredChain {
@@ -95,6 +96,17 @@ impl Chain for MeteredChain {
         version_key: u64,
     ) -> Result<(), ChainError> {
         self.timed("reveal_weights", self.inner.reveal_weights(netuid, uids, weights, salt, version_key)).await
+    }
+    async fn weight_commits(&self, netuid: NetUid) -> Result<Vec<StoredCommit>, ChainError> {
+        self.timed("weight_commits", self.inner.weight_commits(netuid)).await
+    }
+    async fn timelocked_revealed_in(
+        &self,
+        netuid: NetUid,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Option<u64>, ChainError> {
+        self.timed("timelocked_revealed_in", self.inner.timelocked_revealed_in(netuid, from_block, to_block)).await
     }
     async fn timelock_context(&self, netuid: NetUid) -> Result<TimelockContext, ChainError> {
         self.timed("timelock_context", self.inner.timelock_context(netuid)).await

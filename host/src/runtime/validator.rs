@@ -59,6 +59,8 @@ use crate::{
 
 /// How many blocks before a timelocked commit's predicted reveal block its reveal event is looked for.
 const REVEAL_SCAN_SLACK_BLOCKS: u64 = 2;
+/// How many timelocked commits a validator watches for their reveal at once.
+const MAX_REVEALS_WATCHED: usize = 8;
 
 /// Everything a validator is made of.
 pub struct Validator {
@@ -172,8 +174,9 @@ struct Loop {
     last_weights: Vec<f32>,
     /// Weights the node was unreachable for, sent again when it answers within their epoch.
     retry: WeightsRetry,
-    /// The last timelocked commit: the block the chain reveals it from, its epoch.
-    timelocked: Option<(u64, u64)>,
+    /// Timelocked commits whose reveal is not confirmed yet: the block the chain reveals each
+    /// from, its epoch (at most [`MAX_REVEALS_WATCHED`]).
+    timelocked: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl Validator {
@@ -225,7 +228,7 @@ impl Validator {
             saved_block: block.load(Ordering::Acquire),
             last_weights: Vec::new(),
             retry: WeightsRetry::default(),
-            timelocked: None,
+            timelocked: Default::default(),
         };
         l.book.resync(&mg);
         let resumed_epoch = self.resume_checkpoint(&mut l, &mut trainer, block.load(Ordering::Acquire))?;
@@ -291,36 +294,40 @@ impl Validator {
         Ok(summary)
     }
 
-    /// Whether the last timelocked commit has been revealed and applied by the chain (its
-    /// `TimelockedWeightsRevealed` event), once its reveal block has passed: a note for the
-    /// epoch's report, or `None` while it is not due or not known yet. Past its reveal epoch
-    /// without the event, it was dropped (the pulse never came, or the weights were refused).
+    /// Whether the timelocked commits waiting for their reveal have been revealed and applied
+    /// by the chain (their `TimelockedWeightsRevealed` events), for those whose reveal block has
+    /// passed: notes for the epoch's report (`None` while none is due or known). Past its reveal
+    /// epoch without the event, a commit was dropped (the pulse never came, or the weights were
+    /// refused). The validator's epochs need not line up with the chain's, so a commit may be
+    /// checked at more than one epoch end.
     async fn timelocked_revealed(&self, l: &mut Loop, block: u64, tempo: u64) -> Option<String> {
-        let (reveal_block, epoch) = l.timelocked?;
-        if block < reveal_block {
-            return None;
+        let mut notes = Vec::new();
+        let mut waiting = std::collections::VecDeque::new();
+        while let Some((reveal_block, epoch)) = l.timelocked.pop_front() {
+            if block < reveal_block {
+                waiting.push_back((reveal_block, epoch));
+                continue;
+            }
+            // The window the chain reveals in: its reveal epoch, from a little before the
+            // predicted block (the old block rule counts epochs one block differently).
+            let from = reveal_block.saturating_sub(REVEAL_SCAN_SLACK_BLOCKS.min(tempo / 2));
+            let to = reveal_block + tempo;
+            let past_window = block > to;
+            match self.chain.timelocked_revealed_in(self.netuid, from, to).await {
+                Ok(Some(at)) => notes.push(format!("epoch {epoch}'s weights revealed by the chain at block {at}")),
+                Ok(None) if past_window => {
+                    tracing::error!(target: "neuron_host::validator", "{}: epoch {epoch}'s timelocked weights were not revealed by the chain in their reveal epoch (blocks {from} to {to}): no TimelockedWeightsRevealed event for this hotkey; the chain dropped them", self.name);
+                    notes.push(format!("epoch {epoch}'s weights NOT revealed"));
+                }
+                Err(e) if past_window => {
+                    tracing::warn!(target: "neuron_host::validator", "{}: cannot tell whether epoch {epoch}'s timelocked weights were revealed: {e}", self.name);
+                    notes.push(format!("epoch {epoch}'s reveal not checked"));
+                }
+                Ok(None) | Err(_) => waiting.push_back((reveal_block, epoch)),
+            }
         }
-        // A little before the predicted block: the old block rule counts epochs one block
-        // differently. The previous commit's reveal is a whole epoch earlier.
-        let from = reveal_block.saturating_sub(REVEAL_SCAN_SLACK_BLOCKS.min(tempo / 2));
-        let past_window = block > reveal_block + tempo;
-        match self.chain.timelocked_revealed_since(self.netuid, from).await {
-            Ok(Some(at)) => {
-                l.timelocked = None;
-                Some(format!("epoch {epoch}'s weights revealed by the chain at block {at}"))
-            }
-            Ok(None) if past_window => {
-                l.timelocked = None;
-                tracing::error!(target: "neuron_host::validator", "{}: epoch {epoch}'s timelocked weights were not revealed by the chain in their reveal epoch (from block {reveal_block}): no TimelockedWeightsRevealed event for this hotkey; the chain dropped them", self.name);
-                Some(format!("epoch {epoch}'s weights NOT revealed"))
-            }
-            Err(e) if past_window => {
-                l.timelocked = None;
-                tracing::warn!(target: "neuron_host::validator", "{}: cannot tell whether epoch {epoch}'s timelocked weights were revealed: {e}", self.name);
-                Some(format!("epoch {epoch}'s reveal not checked"))
-            }
-            Ok(None) | Err(_) => None,
-        }
+        l.timelocked = waiting;
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     fn weights_policy(&self) -> WeightsPolicy {
@@ -511,7 +518,10 @@ impl Validator {
                         self.metrics.weights_set.get_or_create(&label).inc();
                         code = WeightsOutcomeCode::Committed;
                         if let WeightsOutcome::Timelocked { reveal_block, .. } = outcome {
-                            l.timelocked = Some((reveal_block, epoch));
+                            if l.timelocked.len() >= MAX_REVEALS_WATCHED {
+                                l.timelocked.pop_front();
+                            }
+                            l.timelocked.push_back((reveal_block, epoch));
                         }
                         outcome.to_string()
                     }

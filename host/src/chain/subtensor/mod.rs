@@ -56,7 +56,7 @@ use super::{
     DispatchError, EpochStatus, Hyperparams, Metagraph, NetUid, StoredCommit, TimelockContext,
 };
 
-/// The most blocks [`Chain::timelocked_revealed_since`] reads events of in one call (a reveal
+/// The most blocks [`Chain::timelocked_revealed_in`] reads events of in one call (a reveal
 /// comes within a few blocks of its epoch's start; this bounds the cost of a late look).
 const MAX_EVENT_SCAN_BLOCKS: u64 = 1000;
 
@@ -690,12 +690,18 @@ impl Chain for SubtensorChain {
         Ok(reads::stored_commits(netuid, tempo, period, layout, &raw))
     }
 
-    async fn timelocked_revealed_since(&self, netuid: NetUid, from_block: u64) -> Result<Option<u64>, ChainError> {
+    async fn timelocked_revealed_in(
+        &self,
+        netuid: NetUid,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Option<u64>, ChainError> {
         let client = self.conn.client().await?;
-        let head = self.conn.at_finalized("timelocked_revealed_since").await?.block_number();
+        let head = self.conn.at_finalized("timelocked_revealed_in").await?.block_number();
         let index = mechanism_storage_index(netuid, self.config.mechanism);
         let me = self.signer.account().0;
-        for n in from_block.max(head.saturating_sub(MAX_EVENT_SCAN_BLOCKS))..=head {
+        let last = to_block.min(head);
+        for n in from_block.max(last.saturating_sub(MAX_EVENT_SCAN_BLOCKS))..=last {
             let at = match client.at_block(n).await {
                 Ok(at) => at,
                 Err(e) => return Err(self.conn.error(&format!("reading block {n}"), e).await),
