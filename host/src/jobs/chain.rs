@@ -15,9 +15,16 @@ use crate::{
 #[derive(Clone, Copy, Debug)]
 pub enum ChainView {
     /// One mechanism's view (`Some`), or every mechanism's in turn (`None`).
-    Metagraph { netuid: NetUid, mechanism: Option<u8> },
-    Hyperparams { netuid: NetUid },
-    Block { netuid: Option<NetUid> },
+    Metagraph {
+        netuid: NetUid,
+        mechanism: Option<u8>,
+    },
+    Hyperparams {
+        netuid: NetUid,
+    },
+    Block {
+        netuid: Option<NetUid>,
+    },
 }
 
 pub fn run(network: Option<&str>, chain_endpoint: Option<&str>, view: ChainView) -> Result<()> {
