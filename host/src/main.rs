@@ -8,8 +8,8 @@ use neuron_host::{
     config::{Config, Override},
     gpu::{GpuDevice, GpuOptions},
     jobs::{
-        chain, checkpoint as checkpoint_job, inspect, plugin_check, rescore, run as run_job, train as train_job,
-        wallet as wallet_job,
+        chain, checkpoint as checkpoint_job, hf as hf_job, inspect, plugin_check, rescore, run as run_job,
+        train as train_job, wallet as wallet_job,
     },
     logging,
     runtime::{schedule::LrSchedule, scorer_slot::ConfigSource},
@@ -392,6 +392,29 @@ enum CheckpointCommand {
     /// Print what a checkpoint holds (role, plugin, step, keys with dtypes and shapes);
     /// exit non-zero with one line when the file is damaged or not a checkpoint.
     Inspect { path: PathBuf },
+    /// Import GPT-2 weights in Hugging Face's layout (a directory with model.safetensors and
+    /// config.json, as save_pretrained writes them, or the .safetensors file) into a miner
+    /// checkpoint at step 0, built through the model plugin with the shape of config.json.
+    ImportHf {
+        /// The directory, or the .safetensors file (config.json beside it).
+        src: PathBuf,
+        /// The model plugin (the GPT plugin, libgpt.so).
+        #[arg(long = "plugin", value_name = "PATH")]
+        plugin: Option<PathBuf>,
+        /// Configuration file: the plugin's optimizer keys, [miner] schedule, [data] seed and [gpu].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The checkpoint to write (never replaced: an existing file is refused).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
+    /// Export a miner checkpoint's GPT-2 model in Hugging Face's layout: DIR/model.safetensors
+    /// and DIR/config.json, which transformers' GPT2LMHeadModel.from_pretrained(DIR) loads.
+    ExportHf {
+        checkpoint: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -559,6 +582,32 @@ fn run(cli: Cli) -> Result<()> {
             inspect::inspect(&path, &config, !no_instantiate)
         }
         Some(Command::Checkpoint { command: CheckpointCommand::Inspect { path } }) => checkpoint_job::inspect(&path),
+        Some(Command::Checkpoint { command: CheckpointCommand::ImportHf { src, plugin, config, out } }) => {
+            let mut config = Config::load(config.as_deref())?;
+            config.plugins = train_job::plugin_paths(plugin)?;
+            let seed = config.data.seed;
+            let done = hf_job::import_hf(&src, &out, &config, seed)?;
+            println!(
+                "imported {} tensors ({:.1}M parameters) from {} into {}",
+                done.tensors,
+                done.parameters as f64 / 1e6,
+                src.display(),
+                out.display()
+            );
+            println!("a miner resumes from it with this model configuration (its [plugin.<name>] section):");
+            print!("{}", done.section);
+            Ok(())
+        }
+        Some(Command::Checkpoint { command: CheckpointCommand::ExportHf { checkpoint, out } }) => {
+            let n = hf_job::export_hf(&checkpoint, &out)?;
+            println!(
+                "wrote {n} tensors to {} and {}; load them with GPT2LMHeadModel.from_pretrained(\"{}\")",
+                out.join("model.safetensors").display(),
+                out.join("config.json").display(),
+                out.display()
+            );
+            Ok(())
+        }
         Some(Command::Report { run_dir, width, height }) => {
             let out = neuron_host::report::render(&run_dir, neuron_host::report::Size { width, height })?;
             for img in &out.images {

@@ -14,7 +14,8 @@
 //! against: venvs under `target/python/`, made with the machine's `python3`
 //! (or `$NEURON_PYTHON`), each holding exactly its pinned requirements file,
 //! kept while that file is unchanged, exported to the tests as
-//! `NEURON_TEST_PYTHON` (bittensor 11) and `NEURON_TEST_PYTHON_SDK10`.
+//! `NEURON_TEST_PYTHON` (bittensor 11), `NEURON_TEST_PYTHON_SDK10` and
+//! `NEURON_TEST_PYTHON_HF` (torch and transformers, for the GPT-2 interop).
 
 use std::{
     env,
@@ -142,6 +143,7 @@ fn ensure_shared_chain() {
 const PYTHON_ENVS: &[(&str, &str, &str)] = &[
     ("NEURON_TEST_PYTHON", "sdk11", "tests/python/requirements.txt"),
     ("NEURON_TEST_PYTHON_SDK10", "sdk10", "tests/python/requirements-sdk10.txt"),
+    ("NEURON_TEST_PYTHON_HF", "hf", "tests/python/requirements-hf.txt"),
 ];
 
 /// A venv under target/python/NAME with REQUIREMENTS installed, rebuilt when

@@ -1,4 +1,5 @@
 //! Checkpoints in PyTorch's file format.
+pub mod hf_gpt2;
 pub mod pickle;
 pub mod pth;
 pub mod writer;

@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod hf;
 pub mod inspect;
 pub mod plugin_check;
 pub mod rescore;

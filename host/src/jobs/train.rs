@@ -74,6 +74,12 @@ pub struct BuiltModel {
 impl ModelSource {
     /// Loads the plugin, opens the GPU and builds the model.
     pub fn build(&self) -> Result<BuiltModel> {
+        self.build_with(&toml::Table::new())
+    }
+
+    /// [`Self::build`] with `overrides` set in the plugin's section over the config file's, the
+    /// preset and the seed (an imported model's shape).
+    pub fn build_with(&self, overrides: &toml::Table) -> Result<BuiltModel> {
         let plugins = PluginSet::load(&self.config, false)?;
         let gpu = plugins.open_gpu(&self.config)?;
         let mut table: toml::Table = plugins
@@ -83,6 +89,7 @@ impl ModelSource {
         if let Some(preset) = &self.preset {
             table.insert("preset".into(), toml::Value::String(preset.clone()));
         }
+        table.extend(overrides.clone());
         let section = match &self.section {
             Some(saved) => saved.clone(),
             None => toml::to_string(&table).unwrap_or_default(),

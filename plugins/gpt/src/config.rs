@@ -26,7 +26,7 @@ pub struct GptConfig {
 }
 
 /// Names of the presets, for messages.
-pub const PRESETS: [&str; 3] = ["tiny", "nano", "gpt2"];
+pub const PRESETS: [&str; 4] = ["tiny", "nano", "gpt2", "gpt2-medium"];
 
 /// The default preset when the section names none.
 pub const DEFAULT_PRESET: &str = "nano";
@@ -41,6 +41,8 @@ impl GptConfig {
             "nano" => (4, 4, 128, 64, 256, "bytes"),
             // GPT-2 small, 124M parameters.
             "gpt2" => (12, 12, 768, 1024, 50257, "gpt2"),
+            // GPT-2 medium, 355M parameters.
+            "gpt2-medium" => (24, 16, 1024, 1024, 50257, "gpt2"),
             _ => return None,
         };
         Some(Self {
@@ -172,7 +174,7 @@ mod tests {
     #[test]
     fn bad_values_are_one_line_errors_naming_the_fix() {
         for (text, expected) in [
-            ("preset = \"huge\"", "unknown preset `huge`; use one of tiny, nano, gpt2"),
+            ("preset = \"huge\"", "unknown preset `huge`; use one of tiny, nano, gpt2, gpt2-medium"),
             ("n_embd = 130", "n_embd (130) must be a multiple of n_head (4)"),
             ("n_embd = 512", "head size n_embd / n_head = 128 exceeds 64; raise n_head to at least 8"),
             ("vocab_size = 100", "tokenizer \"bytes\" needs vocab_size >= 256"),
