@@ -1,7 +1,7 @@
 //! The PyTorch checkpoint format: what the host writes opens in an
-//! independent reader (Python's zipfile + a restricted pickle.Unpickler, in
-//! CI; also real `torch.load(weights_only=True)` where PyTorch is installed,
-//! through NEURON_TEST_TORCH_PYTHON), a file written by PyTorch opens in the
+//! independent reader (Python's zipfile + a restricted pickle.Unpickler) and
+//! in real `torch.load(weights_only=True)` (the torch venv `cargo xtask test`
+//! makes, NEURON_TEST_PYTHON_HF), a file written by PyTorch opens in the
 //! host, and hostile or broken files are refused in one line without
 //! executing anything.
 
@@ -222,12 +222,14 @@ fn runtime_checkpoints_open_in_an_independent_reader() {
 }
 
 #[test]
-#[ignore = "needs PyTorch: set NEURON_TEST_TORCH_PYTHON to a Python with torch and run with --ignored"]
 fn pytorch_itself_opens_the_files() {
-    // PyTorch is too large for CI (which runs the independent reader above),
-    // so this is ignored there rather than passing without having run torch.load.
-    let python = std::env::var("NEURON_TEST_TORCH_PYTHON").unwrap_or_else(|_| {
-        panic!("NEURON_TEST_TORCH_PYTHON is not set: point it at a Python interpreter that has torch installed")
+    // Real torch.load(weights_only=True), from the venv `cargo xtask test` makes for the Hugging
+    // Face interop (tests/python/requirements-hf.txt).
+    let python = std::env::var("NEURON_TEST_PYTHON_HF").unwrap_or_else(|_| {
+        panic!(
+            "NEURON_TEST_PYTHON_HF is not set: run the suite with `cargo xtask test` (it makes a venv with torch), \
+             or point it at a Python interpreter that has torch installed"
+        )
     });
     let (_dir, path) = write(&sample());
     assert_eq!(python_summary(&python, "torch_summary.py", &path), summary(&sample()));

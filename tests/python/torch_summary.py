@@ -1,7 +1,7 @@
 """torch.load(path, weights_only=True), summarised like pth_reader.py.
 
-Run only where PyTorch is installed (NEURON_TEST_TORCH_PYTHON); CI has the
-independent stdlib reader instead.  usage: python torch_summary.py FILE OUT.json
+Runs in the torch venv `cargo xtask test` makes (NEURON_TEST_PYTHON_HF), beside the
+independent stdlib reader.  usage: python torch_summary.py FILE OUT.json
 """
 import collections
 import hashlib

@@ -1,5 +1,6 @@
 //! `cargo xtask run [-- ARGS]`: build in release and run the main job.
 //! `cargo xtask test [-- ARGS]`: prepare the machine and run the whole test suite.
+//! `cargo xtask bench-gpu`: the GPU benchmark in one run ([`bench_gpu`]).
 //!
 //! Both make sure the system has what they need first — a Vulkan driver
 //! (Mesa's software Vulkan, lavapipe, on a machine without a GPU), and for
@@ -16,6 +17,8 @@
 //! kept while that file is unchanged, exported to the tests as
 //! `NEURON_TEST_PYTHON` (bittensor 11), `NEURON_TEST_PYTHON_SDK10` and
 //! `NEURON_TEST_PYTHON_HF` (torch and transformers, for the GPT-2 interop).
+
+mod bench_gpu;
 
 use std::{
     env,
@@ -40,6 +43,7 @@ fn main() {
     match command {
         "test" => test(&rest),
         "run" => run(&rest),
+        "bench-gpu" => bench_gpu::bench_gpu(),
         "-h" | "--help" | "help" => {
             print_usage();
         }
@@ -53,6 +57,9 @@ fn main() {
 fn print_usage() {
     println!("usage: cargo xtask run [-- neuron-host args]   build (release) and run the main job");
     println!("       cargo xtask test [-- cargo test args]   prepare the machine and run the whole test suite");
+    println!(
+        "       cargo xtask bench-gpu                   matmul, GPT-2 training and PyTorch's on this machine's GPU"
+    );
 }
 
 fn usage() -> ! {

@@ -143,7 +143,12 @@ fn main() {
         // operands are 4-aligned (all of GPT's forward matmuls), the tiled kernel otherwise.
         println!("| n | vec4 NT | vec4 NN | vec4 TN | tiled NT | one-output-per-thread NT | vec4 NT / baseline |");
         println!("|---|---|---|---|---|---|---|");
-        for n in [256u32, 512, 1024, 2048] {
+        // MATMUL_SIZES="1024,2048,4096,8192" (what `cargo xtask bench-gpu` asks a GPU for).
+        let sizes: Vec<u32> = std::env::var("MATMUL_SIZES").map_or_else(
+            |_| vec![256, 512, 1024, 2048],
+            |s| s.split(',').map(|n| n.trim().parse().expect("MATMUL_SIZES is n,n,...")).collect(),
+        );
+        for n in sizes {
             let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
             let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
             let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
@@ -172,6 +177,15 @@ fn main() {
                 g(tiled),
                 g(base),
                 base / nt
+            );
+            // One line a script reads (cargo xtask bench-gpu): the best form the model uses.
+            println!(
+                "RESULT matmul n={n} nt={:.2} nn={:.2} tn={:.2} tiled={:.2} baseline={:.2}",
+                g(nt),
+                g(nn),
+                g(tn),
+                g(tiled),
+                g(base)
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Training and inference throughput of the GPT model on the machine's adapter, and device memory
 //! against what training needs. Run: `cargo bench -p neuron-plugin-gpt --bench training [-- PRESET...]`
-//! (presets: tiny, nano, gpt2; default tiny and nano — gpt2 wants a real GPU).
+//! (presets: tiny, nano, gpt2, gpt2-medium; default tiny and nano — the GPT-2 sizes want a real
+//! GPU, or `GPT_BENCH_SHAPE=1x64x3` for a small batch on a CPU adapter).
 
 use std::time::Instant;
 
@@ -42,6 +43,16 @@ fn main() {
             "tiny" => (8u32, 16u32, 30),
             "nano" => (16, 64, 10),
             _ => (4, 1024, 5),
+        };
+        // GPT_BENCH_SHAPE=BxT[xSTEPS] overrides the batch, sequence and step count (the GPT-2
+        // presets at their GPU shape take minutes a step on a CPU adapter).
+        let (b, t, steps) = match std::env::var("GPT_BENCH_SHAPE") {
+            Ok(shape) => {
+                let n: Vec<u32> =
+                    shape.split('x').map(|x| x.parse().expect("GPT_BENCH_SHAPE is BxT[xSTEPS]")).collect();
+                (n[0], n[1], n.get(2).map_or(steps, |&s| s as usize))
+            }
+            Err(_) => (b, t, steps),
         };
         let gpu = device.context(preset).into_gpu();
         let mut m = Gpt::new(gpu.clone(), &format!("preset = \"{preset}\"")).unwrap();
@@ -88,5 +99,11 @@ fn main() {
             live_train as f64 / (state + acts) as f64
         );
         println!("  ({preset}: {} submissions, {} dispatches in all)", stats.submissions, stats.dispatches);
+        // One line a script reads (cargo xtask bench-gpu).
+        println!(
+            "RESULT training preset={preset} batch={b} seq={t} step_s={step:.6} train_tokens_per_s={:.1} live_bytes={live_train} peak_bytes={}",
+            tokens / step,
+            stats.peak_bytes
+        );
     }
 }
