@@ -11,6 +11,10 @@
 //!    `target/python/hf`, made from tests/python/requirements-hf.txt when PyPI can be reached;
 //!    without torch and a CUDA device that part says why it did not run.
 //! 4. A summary: neuron-host's tokens/s against PyTorch's, as ratios.
+//!
+//! `BENCH_GPU_MATMUL_SIZES`, `BENCH_GPU_BATCH`, `BENCH_GPU_SEQ`, `BENCH_GPU_STEPS` and
+//! `BENCH_GPU_TORCH_DEVICE=cpu`
+//! shrink it to a smoke run on a machine without a GPU.
 
 use std::{env, path::PathBuf, process::Command};
 
@@ -92,10 +96,16 @@ fn torch_python() -> Result<PathBuf, String> {
             python.display()
         ));
     }
-    if said.trim() != "True" {
+    if said.trim() != "True" && torch_device() == "cuda" {
         return Err(format!("torch in {} sees no CUDA device", python.display()));
     }
     Ok(python)
+}
+
+/// Where PyTorch runs: `cuda`, or `BENCH_GPU_TORCH_DEVICE` (`cpu` to try the command on a machine
+/// without a GPU).
+fn torch_device() -> String {
+    env::var("BENCH_GPU_TORCH_DEVICE").unwrap_or_else(|_| "cuda".into())
 }
 
 pub fn bench_gpu() {
@@ -111,20 +121,21 @@ pub fn bench_gpu() {
         let best = ["nt", "nn", "tn", "tiled"].iter().filter_map(|k| field(line, k)).fold(0.0, f64::max);
         match peak {
             Some(p) => println!(
-                "n={n}: best {best:.0} GFLOP/s = {:.1}% of {adapter}'s fp32 peak ({p} TFLOP/s)",
+                "n={n}: best {best:.1} GFLOP/s = {:.1}% of {adapter}'s fp32 peak ({p} TFLOP/s)",
                 best / (p * 10.0)
             ),
             None => {
-                println!("n={n}: best {best:.0} GFLOP/s (fp32 peak of {adapter} unknown: set GPU_FP32_PEAK_TFLOPS)")
+                println!("n={n}: best {best:.1} GFLOP/s (fp32 peak of {adapter} unknown: set GPU_FP32_PEAK_TFLOPS)")
             }
         }
     }
 
-    println!("\n## GPT-2 124M training, 1024-token sequences");
     let mut batch: u32 = env::var("BENCH_GPU_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);
-    let seq = 1024;
+    let seq: u32 = env::var("BENCH_GPU_SEQ").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    println!("\n## GPT-2 124M training, {seq}-token sequences");
+    let steps: u32 = env::var("BENCH_GPU_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let ours = loop {
-        match bench("training", &["gpt2"], &[("GPT_BENCH_SHAPE", format!("{batch}x{seq}x10"))]) {
+        match bench("training", &["gpt2"], &[("GPT_BENCH_SHAPE", format!("{batch}x{seq}x{steps}"))]) {
             Ok(out) => break out.lines().find(|l| l.starts_with("RESULT training")).map(str::to_string),
             Err(e) if batch > 1 => {
                 eprintln!("xtask: batch {batch} did not run ({e}); trying {}", batch / 2);
@@ -142,7 +153,8 @@ pub fn bench_gpu() {
         Ok(python) => {
             let out = Command::new(&python)
                 .arg("tests/python/torch_gpt2_bench.py")
-                .args(["--batch", &batch.to_string(), "--seq", &seq.to_string(), "--steps", "10"])
+                .args(["--batch", &batch.to_string(), "--seq", &seq.to_string(), "--steps", &steps.to_string()])
+                .args(["--device", &torch_device()])
                 .output()
                 .unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", python.display())));
             let text = String::from_utf8_lossy(&out.stdout);
