@@ -408,7 +408,7 @@ enum CheckpointCommand {
         #[arg(long, value_name = "PATH")]
         out: PathBuf,
     },
-    /// Export a miner checkpoint's GPT-2 model in Hugging Face's layout: DIR/model.safetensors
+    /// Export the GPT-2 model of a miner's checkpoint (or a validator's own) in Hugging Face's layout: DIR/model.safetensors
     /// and DIR/config.json, which transformers' GPT2LMHeadModel.from_pretrained(DIR) loads.
     ExportHf {
         checkpoint: PathBuf,

@@ -5,22 +5,23 @@
 //! Import builds the model through the plugin exactly as a miner with the same configuration
 //! builds it, loads the weights through the plugin's own state checks and writes a miner
 //! checkpoint at step 0 (fresh optimizer, the configured schedule), which a miner, `train`,
-//! `eval` and `sample` then resume from. Export reads a miner checkpoint (no plugin, no GPU).
+//! `eval` and `sample` then resume from. Export reads a miner's checkpoint or a validator's own
+//! model (no plugin, no GPU).
 
 use std::path::{Path, PathBuf};
 
-use neuron_plugin_api::{check_state, StateGroup};
+use neuron_plugin_api::{check_state, StateGroup, Tensor};
 
 use crate::{
     checkpoint::{
         hf_gpt2::{self, Gpt2Shape},
-        writer::{check_destination, save_atomically},
+        writer::{check_destination, load_with_fallback, save_atomically},
     },
     config::Config,
     error::{Error, Result},
-    jobs::train::{read_checkpoint, ModelSource},
+    jobs::train::ModelSource,
     runtime::{
-        checkpoints::{MinerCheckpoint, PluginIdentity},
+        checkpoints::{MinerCheckpoint, PluginIdentity, ValidatorCheckpoint},
         training::fresh_data_position,
     },
 };
@@ -102,14 +103,34 @@ pub fn import_hf(src: &Path, out: &Path, config: &Config, seed: u64) -> Result<I
     Ok(Imported { tensors: tensors.len(), parameters: built.parameters, section: identity.config })
 }
 
-/// Exports a miner checkpoint's GPT-2 model to `out` as `model.safetensors` and `config.json`.
-/// Returns the number of tensors written.
+/// The model a miner's or a validator's checkpoint holds: its plugin identity and weights.
+fn checkpoint_model(path: &Path) -> Result<(PluginIdentity, Vec<Tensor>)> {
+    let value = match load_with_fallback(path) {
+        Ok(Some((value, _))) => value,
+        Ok(None) => return Err(Error::Config(format!("{}: no such checkpoint", path.display()))),
+        Err(e) => return Err(Error::Config(format!("cannot read the checkpoint: {e}"))),
+    };
+    let named = |e: String| Error::Config(format!("{}: {e}", path.display()));
+    match value.get("role").and_then(|r| r.as_str()) {
+        Some("validator") => {
+            let v = ValidatorCheckpoint::from_owned(value).map_err(named)?;
+            let m = v.model.ok_or_else(|| {
+                named("this validator's checkpoint holds no model of its own (it ran without one)".into())
+            })?;
+            Ok((m.plugin, m.model))
+        }
+        _ => MinerCheckpoint::from_owned(value).map(|c| (c.plugin, c.model)).map_err(named),
+    }
+}
+
+/// Exports the GPT-2 model of a miner's or a validator's checkpoint to `out` as
+/// `model.safetensors` and `config.json`. Returns the number of tensors written.
 pub fn export_hf(checkpoint: &Path, out: &Path) -> Result<usize> {
-    let ckpt = read_checkpoint(checkpoint)?;
-    let shape = Gpt2Shape::from_plugin_config(&ckpt.plugin.config)
+    let (plugin, model) = checkpoint_model(checkpoint)?;
+    let shape = Gpt2Shape::from_plugin_config(&plugin.config)
         .map_err(|e| Error::Config(format!("{}: {e}", checkpoint.display())))?;
-    let tensors = hf_gpt2::from_plugin_tensors(&ckpt.model)
-        .map_err(|e| Error::Config(format!("{}: {e}", checkpoint.display())))?;
+    let tensors =
+        hf_gpt2::from_plugin_tensors(&model).map_err(|e| Error::Config(format!("{}: {e}", checkpoint.display())))?;
     std::fs::create_dir_all(out).map_err(|e| Error::Config(format!("cannot create {}: {e}", out.display())))?;
     let (weights, json) = (out.join("model.safetensors"), out.join("config.json"));
     for f in [&weights, &json] {
@@ -124,4 +145,100 @@ pub fn export_hf(checkpoint: &Path, out: &Path) -> Result<usize> {
     crate::fsutil::write_atomically(&json, shape.to_config_json().as_bytes())
         .map_err(|e| Error::Config(format!("cannot write {}: {e}", json.display())))?;
     Ok(tensors.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        chain::AccountId,
+        checkpoint::hf_gpt2::F32Tensor,
+        data::SamplerState,
+        runtime::checkpoints::{DataPosition, ModelState},
+        scores::UidStats,
+    };
+
+    /// The tiny preset's tensors with recognisable values, as the gpt plugin names them.
+    fn tiny_model() -> (PluginIdentity, Vec<Tensor>) {
+        let shape = Gpt2Shape::from_config_json(
+            r#"{"n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 16, "vocab_size": 256}"#,
+        )
+        .unwrap();
+        let mut hf = Vec::new();
+        let mut add = |name: &str, dims: &[u64]| {
+            let n = dims.iter().product::<u64>() as usize;
+            hf.push(F32Tensor { name: name.into(), shape: dims.to_vec(), values: (0..n).map(|i| i as f32).collect() });
+        };
+        add("wte.weight", &[256, 32]);
+        add("wpe.weight", &[16, 32]);
+        for l in 0..2 {
+            for (name, dims) in [
+                ("ln_1.weight", vec![32]),
+                ("ln_1.bias", vec![32]),
+                ("attn.c_attn.weight", vec![32, 96]),
+                ("attn.c_attn.bias", vec![96]),
+                ("attn.c_proj.weight", vec![32, 32]),
+                ("attn.c_proj.bias", vec![32]),
+                ("ln_2.weight", vec![32]),
+                ("ln_2.bias", vec![32]),
+                ("mlp.c_fc.weight", vec![32, 128]),
+                ("mlp.c_fc.bias", vec![128]),
+                ("mlp.c_proj.weight", vec![128, 32]),
+                ("mlp.c_proj.bias", vec![32]),
+            ] {
+                add(&format!("h.{l}.{name}"), &dims);
+            }
+        }
+        add("ln_f.weight", &[32]);
+        add("ln_f.bias", &[32]);
+        let plugin = PluginIdentity {
+            name: "gpt".into(),
+            version: "0.1.0".into(),
+            architecture: "gpt2".into(),
+            config: "preset = \"tiny\"\nn_layer = 2\nn_head = 2\nn_embd = 32\nblock_size = 16\nvocab_size = 256\n"
+                .into(),
+        };
+        (plugin, hf_gpt2::to_plugin_tensors(hf, &shape).unwrap())
+    }
+
+    #[test]
+    fn a_validators_own_model_exports_and_one_without_a_model_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plugin, model) = tiny_model();
+        let validator = |model: Option<ModelState>| ValidatorCheckpoint {
+            model,
+            global_step: 7,
+            block: 100,
+            epoch: 3,
+            hotkeys: vec![AccountId::from_name("a")],
+            scores: vec![1.0],
+            weights: vec![1.0],
+            stats: vec![UidStats::default()],
+            scorer_name: "scoring-loss".into(),
+            scorer_state: vec![],
+            data: DataPosition { sampler: SamplerState { seed: 1, step: 0 }, noise_state: 1 },
+        };
+        let with = dir.path().join("validator.pth");
+        let state = ModelState { plugin, model: model.clone(), optimizer: vec![] };
+        save_atomically(&with, &validator(Some(state)).to_value(), 0).unwrap();
+        let out = dir.path().join("hf");
+        assert_eq!(export_hf(&with, &out).unwrap(), model.len());
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let back = hf_gpt2::read_safetensors(&bytes, &out).unwrap();
+        let shape = Gpt2Shape::from_config_json(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+        // safetensors stores tensors sorted; compare by name.
+        let by_name = |mut v: Vec<Tensor>| {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        let back = by_name(hf_gpt2::to_plugin_tensors(back, &shape).unwrap());
+        assert!(back == by_name(model.clone()), "the same weights come back");
+
+        let without = dir.path().join("bare.pth");
+        save_atomically(&without, &validator(None).to_value(), 0).unwrap();
+        let e = export_hf(&without, &dir.path().join("hf2")).unwrap_err().to_string();
+        assert!(e.contains("holds no model of its own") && !e.contains('\n'), "{e}");
+        let e = export_hf(&with, &out).unwrap_err().to_string();
+        assert!(e.contains("already exists"), "{e}");
+    }
 }
