@@ -177,17 +177,23 @@ async fn commit(
     }
     // The epoch the chain filed it under (it may have been included in the next epoch):
     // read back; the prediction stands only where the chain's record cannot be read yet.
-    let reveal_epoch = match chain.weight_commits(netuid).await {
-        Ok(stored) => stored.iter().find(|s| s.hash == hash).map_or(predicted, |s| s.reveal_epoch),
-        Err(e) => {
-            tracing::debug!(target: "neuron_host::chain", "cannot read the commit back ({e}); its reveal epoch is predicted");
-            predicted
-        }
-    };
+    let reveal_epoch = recorded_reveal_epochs(chain, netuid).await.get(&hex(&hash)).copied().unwrap_or(predicted);
     if reveal_epoch != predicted {
         commits.set_reveal_epoch(&hex(&hash), reveal_epoch)?;
     }
     Ok(WeightsOutcome::Committed { reveal_epoch })
+}
+
+/// The reveal epoch of each of this hotkey's hash commits the chain holds, by hex hash; empty
+/// when the chain's record cannot be read (the predicted epochs stand then).
+async fn recorded_reveal_epochs(chain: &dyn Chain, netuid: NetUid) -> HashMap<String, u64> {
+    match chain.weight_commits(netuid).await {
+        Ok(stored) => stored.iter().map(|s| (hex(&s.hash), s.reveal_epoch)).collect(),
+        Err(e) => {
+            tracing::debug!(target: "neuron_host::chain", "cannot read the chain's weight commits ({e}); using the predicted reveal epochs");
+            HashMap::new()
+        }
+    }
 }
 
 /// Puts `weights` on chain by whichever route the subnet takes, reacting to refusals as the module docs say.
@@ -245,13 +251,7 @@ pub async fn reveal_due(chain: &dyn Chain, commits: &CommitStore, netuid: NetUid
         return Ok(0);
     }
     let epoch = chain.epoch_status(netuid).await?.epoch_index;
-    let on_chain: HashMap<String, u64> = match chain.weight_commits(netuid).await {
-        Ok(stored) => stored.iter().map(|s| (hex(&s.hash), s.reveal_epoch)).collect(),
-        Err(e) => {
-            tracing::debug!(target: "neuron_host::chain", "cannot read the chain's weight commits ({e}); using the predicted reveal epochs");
-            HashMap::new()
-        }
-    };
+    let on_chain = recorded_reveal_epochs(chain, netuid).await;
     let mut revealed = 0;
     for c in mine {
         let recorded = on_chain.get(&c.hash).copied();

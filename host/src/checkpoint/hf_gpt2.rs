@@ -156,6 +156,34 @@ impl Gpt2Shape {
         t
     }
 
+    /// GPT-2's weights in Hugging Face's layout: each name (without `transformer.`) and its
+    /// shape, the projection matrices as `Conv1D` `[in, out]`, in `state_dict` order.
+    pub fn hf_tensors(&self) -> Vec<(String, Vec<u64>)> {
+        let (c, v, t) = (u64::from(self.n_embd), u64::from(self.vocab_size), u64::from(self.n_positions));
+        let mut out = vec![("wte.weight".to_string(), vec![v, c]), ("wpe.weight".to_string(), vec![t, c])];
+        for l in 0..self.n_layer {
+            for (name, dims) in [
+                ("ln_1.weight", vec![c]),
+                ("ln_1.bias", vec![c]),
+                ("attn.c_attn.weight", vec![c, 3 * c]),
+                ("attn.c_attn.bias", vec![3 * c]),
+                ("attn.c_proj.weight", vec![c, c]),
+                ("attn.c_proj.bias", vec![c]),
+                ("ln_2.weight", vec![c]),
+                ("ln_2.bias", vec![c]),
+                ("mlp.c_fc.weight", vec![c, 4 * c]),
+                ("mlp.c_fc.bias", vec![4 * c]),
+                ("mlp.c_proj.weight", vec![4 * c, c]),
+                ("mlp.c_proj.bias", vec![c]),
+            ] {
+                out.push((format!("h.{l}.{name}"), dims));
+            }
+        }
+        out.push(("ln_f.weight".to_string(), vec![c]));
+        out.push(("ln_f.bias".to_string(), vec![c]));
+        out
+    }
+
     /// The shape a gpt plugin's effective configuration (a checkpoint's `plugin.config`) describes.
     pub fn from_plugin_config(text: &str) -> Result<Self, String> {
         let t: toml::Table = text.parse().map_err(|e| format!("the checkpoint's model config is not TOML: {e}"))?;
@@ -237,6 +265,7 @@ pub fn read_safetensors(bytes: &[u8], what: &Path) -> Result<Vec<F32Tensor>, Str
 /// transposed, buffers dropped, the tied head checked. Every tensor is accounted for: one the
 /// plugin does not have, or an untied head, is refused by name.
 pub fn to_plugin_tensors(hf: Vec<F32Tensor>, shape: &Gpt2Shape) -> Result<Vec<Tensor>, String> {
+    let expected: HashMap<String, Vec<u64>> = shape.hf_tensors().into_iter().collect();
     let mut wte: Option<Vec<f32>> = None;
     let mut head: Option<F32Tensor> = None;
     let mut out = Vec::new();
@@ -250,30 +279,12 @@ pub fn to_plugin_tensors(hf: Vec<F32Tensor>, shape: &Gpt2Shape) -> Result<Vec<Te
         if bare.ends_with(".attn.bias") || bare.ends_with(".attn.masked_bias") {
             continue;
         }
-        let known = bare == "wte.weight"
-            || bare == "wpe.weight"
-            || bare == "ln_f.weight"
-            || bare == "ln_f.bias"
-            || bare.strip_prefix("h.").and_then(|r| r.split_once('.')).is_some_and(|(layer, rest)| {
-                layer.parse::<u32>().is_ok_and(|l| l < shape.n_layer)
-                    && [
-                        "ln_1.weight",
-                        "ln_1.bias",
-                        "attn.c_attn.weight",
-                        "attn.c_attn.bias",
-                        "attn.c_proj.weight",
-                        "attn.c_proj.bias",
-                        "ln_2.weight",
-                        "ln_2.bias",
-                        "mlp.c_fc.weight",
-                        "mlp.c_fc.bias",
-                        "mlp.c_proj.weight",
-                        "mlp.c_proj.bias",
-                    ]
-                    .contains(&rest)
-            });
-        if !known {
-            return Err(format!("the file holds `{}`, which GPT-2 of this shape does not have", t.name));
+        match expected.get(bare.as_str()) {
+            None => return Err(format!("the file holds `{}`, which GPT-2 of this shape does not have", t.name)),
+            Some(dims) if *dims != t.shape => {
+                return Err(format!("`{}` has shape {:?}; GPT-2 of this shape has {dims:?}", t.name, t.shape))
+            }
+            Some(_) => {}
         }
         let t = F32Tensor { name: format!("transformer.{bare}"), ..t };
         let t = if is_conv1d(&t.name) { transpose(&t)? } else { t };
@@ -323,43 +334,26 @@ pub fn write_safetensors(tensors: &[F32Tensor], path: &Path) -> Result<(), Strin
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn tiny() -> Gpt2Shape {
         PRESET_SHAPES[0].1
     }
 
-    fn hf_tensors(shape: &Gpt2Shape, prefix: &str) -> Vec<F32Tensor> {
-        let (c, v, t) = (u64::from(shape.n_embd), u64::from(shape.vocab_size), u64::from(shape.n_positions));
-        let mut k = 0f32;
-        let mut make = |name: String, dims: &[u64]| {
-            let n = dims.iter().product::<u64>() as usize;
-            let values = (0..n).map(|i| (i as f32 + k) * 1e-3).collect();
-            k += 1.0;
-            F32Tensor { name, shape: dims.to_vec(), values }
-        };
-        let mut out = vec![make(format!("{prefix}wte.weight"), &[v, c]), make(format!("{prefix}wpe.weight"), &[t, c])];
-        for l in 0..shape.n_layer {
-            let p = |s: &str| format!("{prefix}h.{l}.{s}");
-            out.extend([
-                make(p("ln_1.weight"), &[c]),
-                make(p("ln_1.bias"), &[c]),
-                make(p("attn.c_attn.weight"), &[c, 3 * c]),
-                make(p("attn.c_attn.bias"), &[3 * c]),
-                make(p("attn.c_proj.weight"), &[c, c]),
-                make(p("attn.c_proj.bias"), &[c]),
-                make(p("ln_2.weight"), &[c]),
-                make(p("ln_2.bias"), &[c]),
-                make(p("mlp.c_fc.weight"), &[c, 4 * c]),
-                make(p("mlp.c_fc.bias"), &[4 * c]),
-                make(p("mlp.c_proj.weight"), &[4 * c, c]),
-                make(p("mlp.c_proj.bias"), &[c]),
-                make(p("attn.bias"), &[1, 1, t, t]),
-            ]);
-        }
-        out.extend([make(format!("{prefix}ln_f.weight"), &[c]), make(format!("{prefix}ln_f.bias"), &[c])]);
-        out
+    /// A model's tensors in Hugging Face's layout with distinct values, the mask buffers included.
+    pub(crate) fn hf_tensors(shape: &Gpt2Shape, prefix: &str) -> Vec<F32Tensor> {
+        let t = u64::from(shape.n_positions);
+        let mut dims = shape.hf_tensors();
+        dims.extend((0..shape.n_layer).map(|l| (format!("h.{l}.attn.bias"), vec![1, 1, t, t])));
+        dims.into_iter()
+            .enumerate()
+            .map(|(k, (name, dims))| {
+                let n = dims.iter().product::<u64>() as usize;
+                let values = (0..n).map(|i| (i as f32 + k as f32) * 1e-3).collect();
+                F32Tensor { name: format!("{prefix}{name}"), shape: dims, values }
+            })
+            .collect()
     }
 
     #[test]
@@ -392,6 +386,10 @@ mod tests {
         hf.push(F32Tensor { name: "transformer.h.2.ln_1.weight".into(), shape: vec![32], values: vec![0.0; 32] });
         let e = to_plugin_tensors(hf, &tiny()).unwrap_err();
         assert!(e.contains("transformer.h.2.ln_1.weight"), "{e}");
+        let mut hf = hf_tensors(&tiny(), "");
+        hf[1].shape = vec![32, 16];
+        let e = to_plugin_tensors(hf, &tiny()).unwrap_err();
+        assert!(e.contains("`wpe.weight` has shape [32, 16]") && e.contains("[16, 32]"), "{e}");
         let mut hf = hf_tensors(&tiny(), "");
         let mut head = hf[0].clone();
         head.name = "lm_head.weight".into();

@@ -15,11 +15,11 @@ use neuron_plugin_api::{check_state, StateGroup, Tensor};
 use crate::{
     checkpoint::{
         hf_gpt2::{self, Gpt2Shape},
-        writer::{check_destination, load_with_fallback, save_atomically},
+        writer::{check_destination, save_atomically},
     },
     config::Config,
     error::{Error, Result},
-    jobs::train::ModelSource,
+    jobs::train::{load_checkpoint, ModelSource},
     runtime::{
         checkpoints::{MinerCheckpoint, PluginIdentity, ValidatorCheckpoint},
         training::fresh_data_position,
@@ -105,11 +105,7 @@ pub fn import_hf(src: &Path, out: &Path, config: &Config, seed: u64) -> Result<I
 
 /// The model a miner's or a validator's checkpoint holds: its plugin identity and weights.
 fn checkpoint_model(path: &Path) -> Result<(PluginIdentity, Vec<Tensor>)> {
-    let value = match load_with_fallback(path) {
-        Ok(Some((value, _))) => value,
-        Ok(None) => return Err(Error::Config(format!("{}: no such checkpoint", path.display()))),
-        Err(e) => return Err(Error::Config(format!("cannot read the checkpoint: {e}"))),
-    };
+    let value = load_checkpoint(path)?;
     let named = |e: String| Error::Config(format!("{}: {e}", path.display()));
     match value.get("role").and_then(|r| r.as_str()) {
         Some("validator") => {
@@ -152,7 +148,6 @@ mod tests {
     use super::*;
     use crate::{
         chain::AccountId,
-        checkpoint::hf_gpt2::F32Tensor,
         data::SamplerState,
         runtime::checkpoints::{DataPosition, ModelState},
         scores::UidStats,
@@ -164,33 +159,6 @@ mod tests {
             r#"{"n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 16, "vocab_size": 256}"#,
         )
         .unwrap();
-        let mut hf = Vec::new();
-        let mut add = |name: &str, dims: &[u64]| {
-            let n = dims.iter().product::<u64>() as usize;
-            hf.push(F32Tensor { name: name.into(), shape: dims.to_vec(), values: (0..n).map(|i| i as f32).collect() });
-        };
-        add("wte.weight", &[256, 32]);
-        add("wpe.weight", &[16, 32]);
-        for l in 0..2 {
-            for (name, dims) in [
-                ("ln_1.weight", vec![32]),
-                ("ln_1.bias", vec![32]),
-                ("attn.c_attn.weight", vec![32, 96]),
-                ("attn.c_attn.bias", vec![96]),
-                ("attn.c_proj.weight", vec![32, 32]),
-                ("attn.c_proj.bias", vec![32]),
-                ("ln_2.weight", vec![32]),
-                ("ln_2.bias", vec![32]),
-                ("mlp.c_fc.weight", vec![32, 128]),
-                ("mlp.c_fc.bias", vec![128]),
-                ("mlp.c_proj.weight", vec![128, 32]),
-                ("mlp.c_proj.bias", vec![32]),
-            ] {
-                add(&format!("h.{l}.{name}"), &dims);
-            }
-        }
-        add("ln_f.weight", &[32]);
-        add("ln_f.bias", &[32]);
         let plugin = PluginIdentity {
             name: "gpt".into(),
             version: "0.1.0".into(),
@@ -198,7 +166,7 @@ mod tests {
             config: "preset = \"tiny\"\nn_layer = 2\nn_head = 2\nn_embd = 32\nblock_size = 16\nvocab_size = 256\n"
                 .into(),
         };
-        (plugin, hf_gpt2::to_plugin_tensors(hf, &shape).unwrap())
+        (plugin, hf_gpt2::to_plugin_tensors(hf_gpt2::tests::hf_tensors(&shape, ""), &shape).unwrap())
     }
 
     #[test]

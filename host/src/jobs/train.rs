@@ -726,21 +726,23 @@ pub fn plugin_paths(plugin: Option<PathBuf>) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// Loads a checkpoint file (the previous one when the current one is damaged) as a value.
+pub fn load_checkpoint(path: &Path) -> Result<crate::checkpoint::pickle::Value> {
+    match load_with_fallback(path) {
+        Ok(Some((value, _))) => Ok(value),
+        Ok(None) => Err(Error::Config(format!(
+            "{}: no such checkpoint; write one with `neuron-host train --checkpoint {}`",
+            path.display(),
+            path.display()
+        ))),
+        Err(e) => Err(Error::Config(format!("cannot read the checkpoint: {e}"))),
+    }
+}
+
 /// Reads a checkpoint `train` or a miner saved (the previous file when the current one is
 /// damaged), without a model yet.
 pub fn read_checkpoint(path: &Path) -> Result<MinerCheckpoint> {
-    let value = match load_with_fallback(path) {
-        Ok(Some((value, _))) => value,
-        Ok(None) => {
-            return Err(Error::Config(format!(
-                "{}: no such checkpoint; write one with `neuron-host train --checkpoint {}`",
-                path.display(),
-                path.display()
-            )))
-        }
-        Err(e) => return Err(Error::Config(format!("cannot read the checkpoint: {e}"))),
-    };
-    MinerCheckpoint::from_owned(value).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    MinerCheckpoint::from_owned(load_checkpoint(path)?).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// The library of plugin `name` beside the executable (`libgpt.so` for `gpt`), for a checkpoint

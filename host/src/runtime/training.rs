@@ -207,14 +207,14 @@ impl Trainer {
     }
 }
 
-/// The noise generator's first state for a stream seeded with `seed` (saved in checkpoints: the
-/// derivation must never change).
 /// Where a fresh data stream of `seed` starts (a checkpoint made outside training, such as an
 /// imported model, starts its miner there).
 pub fn fresh_data_position(seed: u64) -> DataPosition {
     DataPosition { sampler: BatchSampler::new(seed, 1, 1).state(), noise_state: initial_noise_state(seed) }
 }
 
+/// The noise generator's first state for a stream seeded with `seed` (saved in checkpoints: the
+/// derivation must never change).
 fn initial_noise_state(seed: u64) -> u64 {
     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
 }

@@ -619,8 +619,7 @@ impl Chain for SubtensorChain {
     }
 
     async fn metagraph(&self, netuid: NetUid) -> Result<Metagraph, ChainError> {
-        let at = self.conn.at_finalized("metagraph").await?;
-        self.metagraph_at(&at, netuid, self.config.mechanism).await
+        self.mechagraph(netuid, self.config.mechanism).await
     }
 
     async fn hyperparams(&self, netuid: NetUid) -> Result<Hyperparams, ChainError> {
