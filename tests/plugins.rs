@@ -2,7 +2,7 @@
 //! load, and panics inside plugins coming back as errors.
 
 use neuron_e2e::{gpu, host_command, plugin};
-use neuron_host::{plugins::LoadedPlugin, Error};
+use neuron_host::plugins::{Error, LoadedPlugin};
 use neuron_plugin_api::{ErrorKind, OutputRequest, PluginKinds, TokenBatch};
 
 fn load_error(path: &std::path::Path) -> String {
@@ -51,7 +51,7 @@ fn the_same_library_loaded_twice_is_one_plugin() {
 #[test]
 fn an_older_abi_is_refused() {
     let text = load_error(&plugin("old_abi_plugin"));
-    assert!(text.contains("built against plugin ABI 0.0.3, but this host speaks ABI 0.1.0"), "{text}");
+    assert!(text.contains("built against plugin ABI 0.0.3, but this host speaks ABI 0.2.0"), "{text}");
     assert!(text.contains("rebuild the plugin"), "{text}");
 }
 
@@ -132,7 +132,7 @@ fn inspect_prints_the_declaration_and_exits_zero() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for expected in [
         "plugin       fixture 0.3.1",
-        "abi          0.1.0",
+        "abi          0.2.0",
         "provides     model, scorer",
         "model        shift: vocab 16",
         "scorer       exact-match",

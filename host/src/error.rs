@@ -51,6 +51,10 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 
+    /// A check the user asked for found a problem (`plugin check`); the report above says more.
+    #[error("{0}")]
+    Check(String),
+
     /// A job stopped early by Ctrl-C or SIGTERM, after saving what it could; the message says
     /// where and how to continue. The process exits with 130, as a shell does for SIGINT.
     #[error("{0}")]
@@ -70,5 +74,19 @@ impl Error {
 
     pub fn plugin(plugin: &str, op: &'static str, source: PluginError) -> Self {
         Self::Plugin { plugin: plugin.to_string(), op, source }
+    }
+}
+
+/// The plugin boundary's errors are the host's, variant for variant.
+impl From<neuron_plugin_host::Error> for Error {
+    fn from(e: neuron_plugin_host::Error) -> Self {
+        use neuron_plugin_host::Error as E;
+        match e {
+            E::NoAdapter { searched, hint } => Self::NoAdapter { searched, hint },
+            E::Gpu(m) => Self::Gpu(m),
+            E::Config(m) => Self::Config(m),
+            E::PluginLoad { path, cause } => Self::PluginLoad { path, cause },
+            E::Plugin { plugin, op, source } => Self::Plugin { plugin, op, source },
+        }
     }
 }

@@ -66,6 +66,17 @@ pub struct KernelInfo {
     pub bindings: RVec<KernelBinding>,
     /// Size in bytes of the entry point's uniform block, 0 if it has none.
     pub uniform_size: u32,
+    /// The uniform block's members as the WGSL lays them out (name, offset, size), in order.
+    pub uniform_members: RVec<UniformMember>,
+}
+
+/// One member of a kernel's uniform struct, as WGSL's layout rules place it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct UniformMember {
+    pub name: RString,
+    pub offset: u32,
+    pub size: u32,
 }
 
 /// The limits of the device the host opened (the adapter's own limits).
@@ -210,6 +221,14 @@ impl Gpu {
     /// Compiles (or fetches from the cache) `entry` of the WGSL `source`.
     pub fn compile(&self, source: &str, entry: &str) -> Result<Kernel> {
         self.raw.compile(source.into(), entry.into()).into_result().map(|info| Kernel { info })
+    }
+
+    /// Compiles a declared kernel and checks its bindings and uniform layout against the WGSL
+    /// (see [`KernelDecl`](crate::KernelDecl)); a mismatch is an error naming the first difference.
+    pub fn kernel(&self, decl: crate::KernelDecl<'_>) -> Result<Kernel> {
+        let kernel = self.compile(decl.source(), decl.entry())?;
+        decl.check(kernel.info())?;
+        Ok(kernel)
     }
 
     /// A zero-filled buffer of `bytes` bytes, freed when the returned handle drops.

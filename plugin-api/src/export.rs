@@ -21,22 +21,22 @@ macro_rules! export_plugin {
             extern "C" fn info() -> __p::RResult<$crate::PluginInfo, $crate::PluginError> {
                 __p::info(descriptor)
             }
-            extern "C" fn init(host: $crate::HostServices) -> __p::RResult<(), $crate::PluginError> {
+            extern "C" fn init(host: $crate::abi::HostServices) -> __p::RResult<(), $crate::PluginError> {
                 __p::init(descriptor, host)
             }
             extern "C" fn new_model(
-                gpu: $crate::ComputeBox,
+                gpu: $crate::abi::ComputeBox,
                 config: __p::RStr<'_>,
-            ) -> __p::RResult<$crate::ModelBox, $crate::PluginError> {
+            ) -> __p::RResult<$crate::abi::ModelBox, $crate::PluginError> {
                 __p::new_model(descriptor, gpu, config)
             }
             extern "C" fn new_scorer(
-                gpu: $crate::ComputeBox,
+                gpu: $crate::abi::ComputeBox,
                 config: __p::RStr<'_>,
-            ) -> __p::RResult<$crate::ScorerBox, $crate::PluginError> {
+            ) -> __p::RResult<$crate::abi::ScorerBox, $crate::PluginError> {
                 __p::new_scorer(descriptor, gpu, config)
             }
-            fn root_module() -> $crate::PluginModRef {
+            fn root_module() -> $crate::abi::PluginModRef {
                 __p::root_module(info, init, new_model, new_scorer)
             }
             extern "C" fn erased_root_module() -> __p::RootModuleResult {
@@ -47,7 +47,10 @@ macro_rules! export_plugin {
             // abi_stable's own constant in plugin-api's tests).
             #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
             pub static LIB_HEADER: __p::LibHeader = unsafe {
-                __p::LibHeader::from_constructor::<$crate::PluginModRef>(erased_root_module, __p::CheckTypeLayout::Yes)
+                __p::LibHeader::from_constructor::<$crate::abi::PluginModRef>(
+                    erased_root_module,
+                    __p::CheckTypeLayout::Yes,
+                )
             };
         };
     };
@@ -62,8 +65,11 @@ pub mod __private {
     };
 
     use crate::{
-        guard::guard, model::model_box, scorer::scorer_box, ComputeBox, Gpu, HostServices, ModelBox, Plugin,
-        PluginError, PluginInfo, PluginMod, PluginModRef, ScorerBox,
+        abi::{ComputeBox, HostServices, ModelBox, PluginMod, PluginModRef, ScorerBox},
+        guard::guard,
+        model::model_box,
+        scorer::scorer_box,
+        Gpu, Plugin, PluginError, PluginInfo,
     };
 
     /// The symbol name the export macro writes as a literal.

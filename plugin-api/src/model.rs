@@ -51,25 +51,102 @@ pub type ModelBox = Model_TO<'static, RBox<()>>;
 
 /// What a model plugin implements.
 ///
-/// The host drives training as: `zero_grad`, `loss` (forward over the batch
-/// with targets, keeping what backward needs), `backward`, `step(lr)` with the
-/// learning rate from the host's schedule.
+/// # The training contract
+///
+/// The host trains a model as `zero_grad`, `loss(batch, targets)`, `backward`,
+/// `step(learning_rate)`, in that order, every step (the learning rate comes from the host's
+/// schedule). So:
+///
+/// - [`loss`](Self::loss) runs the forward pass over the batch with targets and **keeps what
+///   `backward` needs** (activations, the batch shape, the targets) until the next `loss` or
+///   `forward` call; it returns the mean next-token cross-entropy in nats over all positions.
+/// - [`backward`](Self::backward) computes the gradients of that mean loss with respect to every
+///   parameter and **adds** them to the gradient buffers, which only `zero_grad` clears. It refers
+///   to the most recent `loss`; after a `forward`, or before any `loss`, it returns an error.
+/// - [`step`](Self::step) applies the optimizer to the accumulated gradients; it does not clear them.
+/// - `state_schema`/`export_state`/`import_state` with [`StateGroup::MODEL`] are the parameters
+///   (PyTorch's `state_dict()` names), with [`StateGroup::OPTIMIZER`] the optimizer's state, with
+///   [`StateGroup::GRADIENTS`] the accumulated gradients named like the parameters (export only:
+///   the test kit's gradient check reads them).
+///
+/// `forward` never changes state a later `backward` uses for the model's parameters; two
+/// `forward` calls with the same input give the same output.
+///
+/// An inference-only model implements `describe`, `forward` and `loss`, plus the state methods
+/// for its weights; the defaults refuse `backward` and `step` as unsupported and hold no state.
 pub trait ModelPlugin: Send + 'static {
     fn describe(&self) -> ModelDescription;
     /// Forward pass returning logits or top-k per position.
     fn forward(&mut self, batch: TokenBatch<'_>, request: OutputRequest) -> Result<ForwardOutput>;
-    /// Forward pass and mean next-token cross-entropy (nats) against `targets`.
+    /// Forward pass and mean next-token cross-entropy (nats) against `targets`, keeping what
+    /// `backward` needs.
     fn loss(&mut self, batch: TokenBatch<'_>, targets: &[u32]) -> Result<f32>;
-    /// Gradients of the last `loss` call, accumulated into the gradient buffers.
-    fn backward(&mut self) -> Result<()>;
-    /// One optimizer step with the host's learning rate.
-    fn step(&mut self, learning_rate: f32) -> Result<StepStats>;
-    fn zero_grad(&mut self) -> Result<()>;
-    /// Names, dtypes and shapes of the state in `group`, without data.
-    fn state_schema(&self, group: StateGroup) -> Vec<TensorSpec>;
-    fn export_state(&mut self, group: StateGroup) -> Result<Vec<Tensor>>;
-    /// Replaces the state of `group`; must check everything before changing anything.
-    fn import_state(&mut self, group: StateGroup, tensors: &[Tensor]) -> Result<()>;
+    /// Gradients of the last `loss` call, added to the gradient buffers. Default: unsupported
+    /// (an inference-only model).
+    fn backward(&mut self) -> Result<()> {
+        Err(PluginError::unsupported("this model is inference-only: it has no backward pass"))
+    }
+    /// One optimizer step with the host's learning rate. Default: unsupported.
+    fn step(&mut self, learning_rate: f32) -> Result<StepStats> {
+        let _ = learning_rate;
+        Err(PluginError::unsupported("this model is inference-only: it has no optimizer"))
+    }
+    /// Clears the gradient buffers. Default: nothing to clear.
+    fn zero_grad(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Names, dtypes and shapes of the state in `group`, without data. Default: none.
+    fn state_schema(&self, group: StateGroup) -> Vec<TensorSpec> {
+        let _ = group;
+        Vec::new()
+    }
+    /// The state of `group`, in `state_schema`'s order. Default: none.
+    fn export_state(&mut self, group: StateGroup) -> Result<Vec<Tensor>> {
+        let _ = group;
+        Ok(Vec::new())
+    }
+    /// Replaces the state of `group`; must check everything before changing anything. Default:
+    /// accepts exactly what `state_schema` lists, which by default is nothing.
+    fn import_state(&mut self, group: StateGroup, tensors: &[Tensor]) -> Result<()> {
+        crate::check_state(&self.state_schema(group), tensors)?;
+        if tensors.is_empty() {
+            Ok(())
+        } else {
+            Err(PluginError::unsupported(format!("importing state group {}", group.0)))
+        }
+    }
+}
+
+/// A boxed model is a model: a plugin can pick its architecture from its configuration and
+/// return `Box<dyn ModelPlugin>` from its constructor.
+impl ModelPlugin for Box<dyn ModelPlugin> {
+    fn describe(&self) -> ModelDescription {
+        (**self).describe()
+    }
+    fn forward(&mut self, batch: TokenBatch<'_>, request: OutputRequest) -> Result<ForwardOutput> {
+        (**self).forward(batch, request)
+    }
+    fn loss(&mut self, batch: TokenBatch<'_>, targets: &[u32]) -> Result<f32> {
+        (**self).loss(batch, targets)
+    }
+    fn backward(&mut self) -> Result<()> {
+        (**self).backward()
+    }
+    fn step(&mut self, learning_rate: f32) -> Result<StepStats> {
+        (**self).step(learning_rate)
+    }
+    fn zero_grad(&mut self) -> Result<()> {
+        (**self).zero_grad()
+    }
+    fn state_schema(&self, group: StateGroup) -> Vec<TensorSpec> {
+        (**self).state_schema(group)
+    }
+    fn export_state(&mut self, group: StateGroup) -> Result<Vec<Tensor>> {
+        (**self).export_state(group)
+    }
+    fn import_state(&mut self, group: StateGroup, tensors: &[Tensor]) -> Result<()> {
+        (**self).import_state(group, tensors)
+    }
 }
 
 struct ModelAdapter(Box<dyn ModelPlugin>);

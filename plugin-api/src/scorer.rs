@@ -33,12 +33,30 @@ pub trait Scorer: Send {
 pub type ScorerBox = Scorer_TO<'static, RBox<()>>;
 
 /// What a scoring plugin implements.
+///
+/// Lifecycle: the host builds a scorer from the plugin's TOML section (the network preset's
+/// scoring keys included when [`describe`](Self::describe)'s config lists them), calls
+/// [`score`](Self::score) once per validator step with the step's batch and every queried
+/// miner's response (timeouts and errors included), and saves [`export_state`](Self::export_state)
+/// in the validator's checkpoint, handing it back through [`import_state`](Self::import_state)
+/// after a restart. A stateless scorer keeps the default state methods.
 pub trait ScorerPlugin: Send + 'static {
+    /// The policy's name and its effective configuration as TOML. The host reads the keys listed
+    /// here to decide which of a network preset's scoring keys (`prune_len`, `logits_divergence`,
+    /// ...) to pass to the constructor: a key the config does not list is never passed.
     fn describe(&self) -> ScorerDescription;
-    /// One score and one loss per response, in the responses' order.
+    /// One score and one loss per response, in the responses' order. A response that cannot be
+    /// used (see [`usable_response`]) scores 0 with a NaN loss; never an error for a bad miner.
     fn score(&mut self, batch: ScoringBatch<'_>, responses: &[MinerResponse]) -> Result<Scores>;
-    fn export_state(&mut self) -> Result<Vec<Tensor>>;
-    fn import_state(&mut self, tensors: &[Tensor]) -> Result<()>;
+    /// State kept across steps (for example a running baseline). Default: none.
+    fn export_state(&mut self) -> Result<Vec<Tensor>> {
+        Ok(Vec::new())
+    }
+    /// Restores [`export_state`](Self::export_state)'s tensors; must check everything before
+    /// changing anything. Default: a stateless scorer accepts only an empty list.
+    fn import_state(&mut self, tensors: &[Tensor]) -> Result<()> {
+        crate::check_state(&[], tensors)
+    }
 }
 
 struct ScorerAdapter(Box<dyn ScorerPlugin>);
@@ -104,7 +122,7 @@ pub fn usable_response(r: &MinerResponse, positions: usize, vocab: u32) -> bool 
 }
 
 /// The usable answers of a step, packed for the shared top-k kernels
-/// (`shaders/topk_cross_entropy.wgsl`): every answer padded to the largest k,
+/// ([`shaders::TOPK_CROSS_ENTROPY`](crate::shaders::TOPK_CROSS_ENTROPY)): every answer padded to the largest k,
 /// row-major `[miner][position][j]`, padding id [`TopKAnswers::PAD_ID`] with
 /// log-probability [`TopKAnswers::PAD_LOGPROB`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -159,7 +177,7 @@ impl TopKAnswers {
         self.rows.len()
     }
 
-    /// The uniform block `shaders/topk_cross_entropy.wgsl` takes for these answers.
+    /// The uniform block [`shaders::TOPK_CROSS_ENTROPY`](crate::shaders::TOPK_CROSS_ENTROPY) takes for these answers.
     pub fn params(&self, batch: &ScoringBatch<'_>, floor: f32) -> TopKParams {
         TopKParams {
             miners: self.rows.len() as u32,
@@ -172,7 +190,7 @@ impl TopKAnswers {
     }
 }
 
-/// The uniform block of `shaders/topk_cross_entropy.wgsl`, byte for byte.
+/// The uniform block of [`shaders::TOPK_CROSS_ENTROPY`](crate::shaders::TOPK_CROSS_ENTROPY), byte for byte.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TopKParams {
@@ -185,3 +203,4 @@ pub struct TopKParams {
     pub floor: f32,
     pub _pad: [u32; 3],
 }
+crate::uniform_layout!(TopKParams { miners, positions, k, vocab, floor, _pad });

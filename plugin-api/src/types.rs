@@ -231,6 +231,9 @@ impl StateGroup {
     pub const MODEL: Self = Self(0);
     /// Optimizer moments and step counters.
     pub const OPTIMIZER: Self = Self(1);
+    /// The gradients accumulated since the last `zero_grad`, named and shaped like `MODEL`.
+    /// Export only; what the test kit's finite-difference check compares against.
+    pub const GRADIENTS: Self = Self(2);
 }
 
 /// Name, dtype and shape of a tensor, without its data.

@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use neuron_host::gpu::{GpuDevice, GpuOptions};
+use neuron_host::gpu::GpuDevice;
 
 pub mod net;
 pub mod probe;
@@ -114,12 +114,7 @@ pub fn host_binary() -> PathBuf {
 
 /// The process's GPU device (tests in one binary share it, as neurons do).
 pub fn gpu() -> Arc<GpuDevice> {
-    static GPU: OnceLock<Arc<GpuDevice>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        GpuDevice::open(&GpuOptions::from_env(), &[])
-            .expect("a GPU adapter; install mesa-vulkan-drivers for a software one")
-    })
-    .clone()
+    neuron_plugin_testkit::device()
 }
 
 /// The configuration of the local subnets the tests run: the `tiny` GPT,

@@ -290,7 +290,7 @@ impl MinerCheckpoint {
     /// Imports the (checked) model and optimizer state into the plugin.
     pub fn apply(&self, model: &mut PluginModel) -> Result<()> {
         model.import_state(StateGroup::MODEL, &self.model)?;
-        model.import_state(StateGroup::OPTIMIZER, &self.optimizer)
+        Ok(model.import_state(StateGroup::OPTIMIZER, &self.optimizer)?)
     }
 
     /// Parses, checks and applies `value` to `model`; returns the checkpoint

@@ -152,7 +152,7 @@ impl NeuronBuilder {
 
     /// A model of the run's plugin whose weights are seeded with `seed` (unless its section sets one).
     fn new_model(&self, seed: u64) -> Result<PluginModel> {
-        self.plugins.model().new_model(&self.gpu, &self.plugins.model_section(&self.config, seed)?)
+        Ok(self.plugins.model().new_model(&self.gpu, &self.plugins.model_section(&self.config, seed)?)?)
     }
 
     /// The checkpoint plan of a neuron of `role` saving to `path` (its folder created).

@@ -121,7 +121,7 @@ impl PluginSet {
 pub fn open_gpu(config: &Config, plugins: &[LoadedPlugin]) -> Result<Arc<GpuDevice>> {
     let reqs: Vec<Requirement<'_>> =
         plugins.iter().map(|p| Requirement { plugin: p.name(), gpu: &p.info().gpu }).collect();
-    GpuDevice::open(&config.gpu_options(), &reqs)
+    Ok(GpuDevice::open(&config.gpu_options(), &reqs)?)
 }
 
 /// Picks the scorer among `candidates` (indices into `libraries`): the one
@@ -157,7 +157,7 @@ pub fn build_scorer(plugin: &LoadedPlugin, gpu: &Arc<GpuDevice>, config: &Config
         return Ok(scorer);
     }
     drop(scorer);
-    plugin.new_scorer(gpu, &with_preset)
+    Ok(plugin.new_scorer(gpu, &with_preset)?)
 }
 
 fn names(libraries: &[LoadedPlugin]) -> String {

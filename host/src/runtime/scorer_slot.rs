@@ -207,7 +207,7 @@ impl ScorerSlot {
                 Ok(s)
             }
             Err(e) => {
-                let Some((previous, text, index)) = self.previous.take() else { return Err(e) };
+                let Some((previous, text, index)) = self.previous.take() else { return Err(e.into()) };
                 tracing::error!(target: "neuron_host::validator", "{who}: scorer {} failed on its first step ({e}); going back to {}", self.name(), previous.plugin());
                 let failed = std::mem::replace(&mut self.scorer, previous);
                 drop(failed);
@@ -216,7 +216,7 @@ impl ScorerSlot {
                 if let Some(w) = &mut self.watch {
                     w.reload.current = index;
                 }
-                self.scorer.score(batch, responses)
+                Ok(self.scorer.score(batch, responses)?)
             }
         }
     }

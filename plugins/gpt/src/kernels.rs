@@ -1,23 +1,23 @@
-//! The WGSL kernels (`shaders/*.wgsl`), compiled once, and typed helpers that record their
+//! The WGSL kernels (this crate's `shaders/*.wgsl`), compiled once, and typed helpers that record their
 //! dispatches. Each helper's uniform struct mirrors the `Params` struct of its shader.
 
 use neuron_plugin_api::{
     bytemuck::{Pod, Zeroable},
-    Batch, BufferSlice, Gpu, Kernel, Result,
+    shaders, Batch, BufferSlice, Gpu, Kernel, Result,
 };
 
-pub const MATMUL: &str = include_str!("../../../shaders/matmul.wgsl");
-pub const MATMUL_VEC4: &str = include_str!("../../../shaders/matmul_vec4.wgsl");
-pub const LAYERNORM: &str = include_str!("../../../shaders/layernorm.wgsl");
-pub const GELU: &str = include_str!("../../../shaders/gelu.wgsl");
-pub const RESIDUAL: &str = include_str!("../../../shaders/residual.wgsl");
-pub const ATTENTION: &str = include_str!("../../../shaders/attention.wgsl");
-pub const CROSS_ENTROPY: &str =
-    concat!(include_str!("../../../shaders/workgroup_sum.wgsl"), include_str!("../../../shaders/cross_entropy.wgsl"));
-pub const EMBEDDING: &str = include_str!("../../../shaders/embedding.wgsl");
-pub const REDUCE: &str =
-    concat!(include_str!("../../../shaders/workgroup_sum.wgsl"), include_str!("../../../shaders/reduce.wgsl"));
-pub const ADAMW: &str = include_str!("../../../shaders/adamw.wgsl");
+pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
+pub const MATMUL_VEC4: &str = include_str!("../shaders/matmul_vec4.wgsl");
+pub const LAYERNORM: &str = include_str!("../shaders/layernorm.wgsl");
+pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
+pub const RESIDUAL: &str = include_str!("../shaders/residual.wgsl");
+pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
+/// Compiled after plugin-api's workgroup-sum prelude ([`shaders::with_prelude`]).
+pub const CROSS_ENTROPY: &str = include_str!("../shaders/cross_entropy.wgsl");
+pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
+/// Compiled after plugin-api's workgroup-sum prelude ([`shaders::with_prelude`]).
+pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
+pub const ADAMW: &str = include_str!("../shaders/adamw.wgsl");
 
 /// Output tile of the matmul kernels (both dimensions).
 pub const MATMUL_TILE: u32 = 64;
@@ -121,6 +121,8 @@ pub struct Kernels {
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Self> {
+        let cross_entropy = shaders::with_prelude(CROSS_ENTROPY);
+        let reduce = shaders::with_prelude(REDUCE);
         Ok(Self {
             matmul_nt: gpu.compile(MATMUL, "matmul_nt")?,
             matmul_nn: gpu.compile(MATMUL, "matmul_nn")?,
@@ -140,13 +142,13 @@ impl Kernels {
             attention_backward_prep: gpu.compile(ATTENTION, "attention_backward_prep")?,
             attention_backward_dq: gpu.compile(ATTENTION, "attention_backward_dq")?,
             attention_backward_dkv: gpu.compile(ATTENTION, "attention_backward_dkv")?,
-            cross_entropy: gpu.compile(CROSS_ENTROPY, "cross_entropy")?,
-            top_k: gpu.compile(CROSS_ENTROPY, "top_k")?,
+            cross_entropy: gpu.compile(&cross_entropy, "cross_entropy")?,
+            top_k: gpu.compile(&cross_entropy, "top_k")?,
             embedding_forward: gpu.compile(EMBEDDING, "embedding_forward")?,
             embedding_backward_wte: gpu.compile(EMBEDDING, "embedding_backward_wte")?,
             embedding_backward_wpe: gpu.compile(EMBEDDING, "embedding_backward_wpe")?,
-            sum_squares_partial: gpu.compile(REDUCE, "sum_squares_partial")?,
-            sum_partial: gpu.compile(REDUCE, "sum_partial")?,
+            sum_squares_partial: gpu.compile(&reduce, "sum_squares_partial")?,
+            sum_partial: gpu.compile(&reduce, "sum_partial")?,
             adamw: gpu.compile(ADAMW, "adamw")?,
             max_groups: gpu.adapter().limits.max_compute_workgroups_per_dimension.max(1),
         })

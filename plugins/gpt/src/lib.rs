@@ -2,7 +2,7 @@
 //!
 //! Token and position embeddings, pre-LayerNorm transformer blocks (causal multi-head
 //! self-attention and a GELU MLP), a final LayerNorm and an LM head tied to the token embedding,
-//! trained with AdamW. Every pass on the hot path is a WGSL kernel from the workspace's
+//! trained with AdamW. Every pass on the hot path is a WGSL kernel from this crate's
 //! `shaders/` directory run through the host's compute context; the CPU only validates,
 //! uploads token ids and reads back scalars or what the caller asked for.
 //!

@@ -834,6 +834,9 @@ impl ModelPlugin for Gpt {
                 v.push(TensorSpec::new("step", DType::I64, &[]));
                 v
             }
+            StateGroup::GRADIENTS => {
+                tensors.iter().map(|t| TensorSpec::new(t.name.clone(), DType::F32, &t.shape)).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -847,11 +850,15 @@ impl ModelPlugin for Gpt {
                 v.push(Tensor::i64_scalar("step", self.step));
                 Ok(v)
             }
+            StateGroup::GRADIENTS => self.gradients(),
             other => Err(PluginError::unsupported(format!("state group {}", other.0))),
         }
     }
 
     fn import_state(&mut self, group: StateGroup, tensors: &[Tensor]) -> Result<()> {
+        if group == StateGroup::GRADIENTS {
+            return Err(PluginError::unsupported("gradients are export-only"));
+        }
         neuron_plugin_api::check_state(&self.state_schema(group), tensors)?;
         match group {
             StateGroup::MODEL => {

@@ -2,7 +2,7 @@
 //! batch's next tokens.
 //!
 //! For each miner, the next-token cross-entropy over the batch is computed on
-//! the GPU (`shaders/topk_cross_entropy.wgsl`): the probability it gave the
+//! the GPU (plugin-api's `shaders::TOPK_CROSS_ENTROPY`): the probability it gave the
 //! true token, or — when the token is outside its top k — the probability
 //! mass it left outside the top k, spread evenly over the rest of the
 //! vocabulary (never below `floor`). The score is `exp(-loss / temperature)`,
@@ -13,14 +13,9 @@
 //! loss for this step.
 
 use neuron_plugin_api::{
-    export_plugin, Gpu, Kernel, MinerResponse, Plugin, PluginConfig, PluginError, Result, ScorerDescription,
-    ScorerPlugin, Scores, ScoringBatch, Tensor, TopKAnswers,
+    export_plugin, shaders, Gpu, Kernel, MinerResponse, Plugin, PluginConfig, PluginError, Result, ScorerDescription,
+    ScorerPlugin, Scores, ScoringBatch, TopKAnswers,
 };
-
-const KERNEL: &str = concat!(
-    include_str!("../../../shaders/workgroup_sum.wgsl"),
-    include_str!("../../../shaders/topk_cross_entropy.wgsl")
-);
 
 pub fn plugin() -> Plugin {
     Plugin::new("scoring-loss", "Scores miners by next-token cross-entropy of their top-k answers")
@@ -50,7 +45,7 @@ impl LossScorer {
                 "plugin scoring-loss: temperature must be positive, got {temperature}"
             )));
         }
-        let kernel = gpu.compile(KERNEL, "miner_loss")?;
+        let kernel = gpu.kernel(shaders::miner_loss())?;
         Ok(Self { gpu, kernel, floor, temperature })
     }
 }
@@ -87,12 +82,5 @@ impl ScorerPlugin for LossScorer {
         }
         Ok(scores)
     }
-
-    fn export_state(&mut self) -> Result<Vec<Tensor>> {
-        Ok(Vec::new())
-    }
-
-    fn import_state(&mut self, tensors: &[Tensor]) -> Result<()> {
-        neuron_plugin_api::check_state(&[], tensors)
-    }
+    // Stateless: the default state methods (nothing to export, only nothing to import).
 }

@@ -1,13 +1,11 @@
 //! The loss scorer's kernel against an f64 CPU reference, and its ranking.
 
-use neuron_host::gpu::{GpuDevice, GpuOptions};
 use neuron_plugin_api::{MinerResponse, ResponseStatus, ScorerPlugin, ScoringBatch, TokenBatch};
 use rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 fn scorer(config: &str) -> Box<dyn ScorerPlugin> {
-    let gpu = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter");
-    scoring_loss::plugin().build_scorer(gpu.context("test").into_gpu(), config).expect("scorer builds")
+    scoring_loss::plugin().build_scorer(neuron_plugin_testkit::gpu("test"), config).expect("scorer builds")
 }
 
 /// Seeded draws: the same inputs on every run, so a failure reproduces.
@@ -150,9 +148,8 @@ fn a_miner_that_knows_the_next_token_outranks_noise_and_failures_score_zero() {
 
 #[test]
 fn bad_config_is_refused() {
-    let gpu = GpuDevice::open(&GpuOptions::from_env(), &[]).unwrap();
-    let err = scoring_loss::plugin().build_scorer(gpu.context("t").into_gpu(), "floor = 0").err().unwrap();
+    let err = scoring_loss::plugin().build_scorer(neuron_plugin_testkit::gpu("t"), "floor = 0").err().unwrap();
     assert!(err.message.contains("floor must be in (0, 1)"), "{err}");
-    let err = scoring_loss::plugin().build_scorer(gpu.context("t").into_gpu(), "flor = 0.1").err().unwrap();
+    let err = scoring_loss::plugin().build_scorer(neuron_plugin_testkit::gpu("t"), "flor = 0.1").err().unwrap();
     assert!(err.message.contains("did you mean `floor`"), "{err}");
 }

@@ -4,37 +4,22 @@
 
 use neuron_plugin_api::{
     bytemuck::{Pod, Zeroable},
-    Batch, Buffer, Gpu, Kernel, MinerResponse, PluginError, ReadToken, Readback, Result, ScoringBatch, TopKAnswers,
+    shaders, Batch, Buffer, Gpu, Kernel, MinerResponse, PluginError, ReadToken, Readback, Result, ScoringBatch,
+    TopKAnswers,
 };
 
 use crate::ShapleyConfig;
 
 // Each kernel after the shared workgroup sum it calls (WGSL has no includes).
-const CROSS_ENTROPY: &str = concat!(
-    include_str!("../../../shaders/workgroup_sum.wgsl"),
-    include_str!("../../../shaders/topk_cross_entropy.wgsl")
-);
-const DIVERGENCE: &str =
-    concat!(include_str!("../../../shaders/workgroup_sum.wgsl"), include_str!("../../../shaders/topk_divergence.wgsl"));
-const SYNERGY: &str =
-    concat!(include_str!("../../../shaders/workgroup_sum.wgsl"), include_str!("../../../shaders/shapley_synergy.wgsl"));
+// The top-k kernels are plugin-api's; the synergy kernel is this crate's, compiled after the
+// shared workgroup-sum prelude (WGSL has no includes).
+const SYNERGY: &str = include_str!("../shaders/shapley_synergy.wgsl");
 /// Scratch the divergence pass takes per buffer (two of them), at most, by default.
 pub(crate) const SCRATCH_BYTES: u64 = 32 << 20;
 /// Threads per workgroup of the entry points that take one thread per item.
 const THREADS: u32 = 64;
 
-#[repr(C)]
-#[derive(Copy, Clone, Pod, Zeroable)]
-#[bytemuck(crate = "neuron_plugin_api::bytemuck")]
-struct DivergenceParams {
-    miners: u32,
-    positions: u32,
-    k: u32,
-    vocab: u32,
-    first: u32,
-    count: u32,
-    _pad: [u32; 2],
-}
+use neuron_plugin_api::shaders::TopKDivergenceParams as DivergenceParams;
 
 #[repr(C)]
 #[derive(Copy, Clone, Pod, Zeroable)]
@@ -62,14 +47,15 @@ pub(crate) struct Kernels {
 
 impl Kernels {
     pub fn compile(gpu: &Gpu) -> Result<Self> {
+        let synergy = shaders::with_prelude(SYNERGY);
         Ok(Self {
-            miner_loss: gpu.compile(CROSS_ENTROPY, "miner_loss")?,
-            position_logprobs: gpu.compile(CROSS_ENTROPY, "position_logprobs")?,
-            hellinger: gpu.compile(DIVERGENCE, "hellinger")?,
-            position_spread: gpu.compile(DIVERGENCE, "position_spread")?,
-            miner_excess: gpu.compile(DIVERGENCE, "miner_excess")?,
-            pair_losses: gpu.compile(SYNERGY, "pair_losses")?,
-            shapley_values: gpu.compile(SYNERGY, "shapley_values")?,
+            miner_loss: gpu.kernel(shaders::miner_loss())?,
+            position_logprobs: gpu.kernel(shaders::position_logprobs())?,
+            hellinger: gpu.compile(shaders::TOPK_DIVERGENCE, "hellinger")?,
+            position_spread: gpu.compile(shaders::TOPK_DIVERGENCE, "position_spread")?,
+            miner_excess: gpu.compile(shaders::TOPK_DIVERGENCE, "miner_excess")?,
+            pair_losses: gpu.compile(&synergy, "pair_losses")?,
+            shapley_values: gpu.compile(&synergy, "shapley_values")?,
         })
     }
 }

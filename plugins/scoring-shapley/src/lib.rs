@@ -13,8 +13,8 @@
 //! time out or send malformed answers score 0 with a NaN loss.
 //!
 //! All per-miner, per-position and per-pair arithmetic runs in the kernels of
-//! `shaders/topk_cross_entropy.wgsl`, `shaders/topk_divergence.wgsl` and
-//! `shaders/shapley_synergy.wgsl`; this crate packs the answers, picks the
+//! plugin-api's top-k kernels (`shaders::TOPK_CROSS_ENTROPY`, `shaders::TOPK_DIVERGENCE`) and
+//! this crate's `shaders/shapley_synergy.wgsl`; this crate packs the answers, picks the
 //! kept miners from their losses, and reads back per-miner results. The
 //! formulas and the differences from the reference are in the README.
 
@@ -26,7 +26,7 @@ pub use evaluation::{Evaluation, Trace};
 
 use neuron_plugin_api::{
     export_plugin, Gpu, MinerResponse, Plugin, PluginError, Result, ScorerDescription, ScorerPlugin, Scores,
-    ScoringBatch, Tensor,
+    ScoringBatch,
 };
 
 use evaluation::Kernels;
@@ -100,11 +100,5 @@ impl ScorerPlugin for ShapleyScorer {
         Ok(scores)
     }
 
-    fn export_state(&mut self) -> Result<Vec<Tensor>> {
-        Ok(Vec::new())
-    }
-
-    fn import_state(&mut self, tensors: &[Tensor]) -> Result<()> {
-        neuron_plugin_api::check_state(&[], tensors)
-    }
+    // Stateless: the default state methods (nothing to export, only nothing to import).
 }

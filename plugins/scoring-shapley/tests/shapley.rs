@@ -2,15 +2,13 @@
 //! behaviour the README promises: knowledge outranks noise, copies gain
 //! nothing, far-off answers are penalised, prune_len keeps n miners.
 
-use neuron_host::gpu::{GpuDevice, GpuOptions};
 use neuron_plugin_api::{top_k_logprobs, MinerResponse, ResponseStatus, ScorerPlugin, ScoringBatch, TokenBatch};
 use rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use scoring_shapley::{Evaluation, ShapleyScorer};
 
 fn scorer(config: &str) -> ShapleyScorer {
-    let gpu = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter (lavapipe will do)");
-    ShapleyScorer::new(gpu.context("test").into_gpu(), config).expect("scorer builds")
+    ShapleyScorer::new(neuron_plugin_testkit::gpu("test"), config).expect("scorer builds")
 }
 
 /// Seeded draws: the same inputs on every run, so a failure reproduces.
@@ -417,8 +415,8 @@ fn evaluation_is_deterministic() {
 
 #[test]
 fn bad_config_is_refused_with_one_line_naming_the_key() {
-    let gpu = GpuDevice::open(&GpuOptions::from_env(), &[]).unwrap();
-    let build = |text: &str| scoring_shapley::plugin().build_scorer(gpu.context("t").into_gpu(), text).err().unwrap();
+    let build =
+        |text: &str| scoring_shapley::plugin().build_scorer(neuron_plugin_testkit::gpu("t"), text).err().unwrap();
     let err = build("scaling_law_power = -0.5");
     assert_eq!(err.message.as_str(), "plugin scoring-shapley: scaling_law_power must be positive, got -0.5");
     let err = build("prune_lenn = 4");
@@ -426,6 +424,6 @@ fn bad_config_is_refused_with_one_line_naming_the_key() {
         err.message.as_str(),
         "plugin scoring-shapley: unknown configuration key `prune_lenn` (did you mean `prune_len`?)"
     );
-    let s = scoring_shapley::plugin().build_scorer(gpu.context("t").into_gpu(), "prune_len = 3").unwrap();
+    let s = scoring_shapley::plugin().build_scorer(neuron_plugin_testkit::gpu("t"), "prune_len = 3").unwrap();
     assert!(s.describe().config.contains("prune_len = 3\n"));
 }

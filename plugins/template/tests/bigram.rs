@@ -1,15 +1,20 @@
-//! The template model on a real GPU context (the host's), built in-process.
+//! The template model on a real GPU context (the test kit's, the same implementation the host
+//! uses), built in-process and checked against CPU references; then the built library through
+//! the conformance suite, as `neuron-host plugin check` runs it.
 
-use neuron_host::gpu::{GpuDevice, GpuOptions};
-use neuron_plugin_api::{ModelPlugin, OutputRequest, StateGroup, TokenBatch};
+use neuron_plugin_api::{prelude::*, ModelPlugin};
+use neuron_plugin_testkit::{
+    gradcheck::{check_model_gradients, GradCheck},
+    reference::{self, Rng},
+    Conformance,
+};
 
 fn model(config: &str) -> Box<dyn ModelPlugin> {
-    let gpu = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter (lavapipe will do)");
-    template::plugin().build_model(gpu.context("test").into_gpu(), config).expect("model builds")
+    template::plugin().build_model(neuron_plugin_testkit::gpu("template"), config).expect("model builds")
 }
 
 #[test]
-fn forward_matches_the_table_rows() {
+fn forward_matches_the_table_rows_and_the_loss_its_cross_entropy() {
     let mut m = model("vocab_size = 16\nseed = 3");
     let table = m.export_state(StateGroup::MODEL).unwrap()[0].to_f32().unwrap();
     let tokens = [3u32, 0, 15, 7, 7, 1];
@@ -18,6 +23,20 @@ fn forward_matches_the_table_rows() {
     for (p, &t) in tokens.iter().enumerate() {
         assert_eq!(&out.logits[p * 16..(p + 1) * 16], &table[t as usize * 16..(t as usize + 1) * 16]);
     }
+    let targets = Rng::new(1).tokens(6, 16);
+    let loss = m.loss(TokenBatch::new(2, 3, &tokens), &targets).unwrap();
+    let expected = reference::cross_entropy(&out.logits, &targets, 16);
+    assert!((loss as f64 - expected).abs() < 1e-5, "{loss} against {expected}");
+}
+
+#[test]
+fn gradients_agree_with_finite_differences() {
+    let mut m = model("vocab_size = 8\nseed = 5");
+    let mut rng = Rng::new(2);
+    let (tokens, targets) = (rng.tokens(12, 8), rng.tokens(12, 8));
+    let report =
+        check_model_gradients(m.as_mut(), TokenBatch::new(2, 6, &tokens), &targets, &GradCheck::default()).unwrap();
+    assert!(report.checked >= 8, "{report:?}");
 }
 
 #[test]
@@ -42,26 +61,24 @@ fn training_learns_a_cycle() {
 }
 
 #[test]
-fn state_round_trips_and_bad_state_is_refused() {
-    let mut a = model("vocab_size = 8\nseed = 1");
-    let mut b = model("vocab_size = 8\nseed = 2");
-    let state = a.export_state(StateGroup::MODEL).unwrap();
-    b.import_state(StateGroup::MODEL, &state).unwrap();
-    let tokens = [1u32, 2, 3];
-    let la = a.forward(TokenBatch::new(1, 3, &tokens), OutputRequest::logits()).unwrap();
-    let lb = b.forward(TokenBatch::new(1, 3, &tokens), OutputRequest::logits()).unwrap();
-    assert_eq!(la.logits, lb.logits);
-    let mut c = model("vocab_size = 4");
-    let err = c.import_state(StateGroup::MODEL, &state).unwrap_err();
-    assert!(err.message.contains("shape [8, 8], expected [4, 4]"), "{err}");
-}
-
-#[test]
-fn bad_config_and_bad_tokens_are_errors() {
-    let gpu = GpuDevice::open(&GpuOptions::from_env(), &[]).unwrap();
-    let err = template::plugin().build_model(gpu.context("t").into_gpu(), "vocab = 3").err().unwrap();
+fn bad_config_bad_tokens_and_bad_state_are_errors() {
+    let err = template::plugin().build_model(neuron_plugin_testkit::gpu("t"), "vocab = 3").err().unwrap();
     assert!(err.message.contains("unknown configuration key `vocab`"), "{err}");
     let mut m = model("vocab_size = 4");
     let err = m.forward(TokenBatch::new(1, 1, &[9]), OutputRequest::logits()).unwrap_err();
     assert!(err.message.contains("token id 9 is outside the vocabulary of 4"), "{err}");
+    let state = model("vocab_size = 8").export_state(StateGroup::MODEL).unwrap();
+    let err = m.import_state(StateGroup::MODEL, &state).unwrap_err();
+    assert!(err.message.contains("shape [8, 8], expected [4, 4]"), "{err}");
+}
+
+/// The built `libtemplate.so`, loaded as the host loads it, through every conformance check.
+#[test]
+fn the_built_library_passes_the_conformance_suite() {
+    let report = Conformance::new(neuron_plugin_testkit::cdylib("template"))
+        .model_config("vocab_size = 16")
+        // Plain SGD on a bigram table wants a large learning rate.
+        .learning_rate(2.0)
+        .assert_passes();
+    println!("{report}");
 }

@@ -3,20 +3,16 @@
 
 #![allow(dead_code)]
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, OnceLock},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use gpt::{Gpt, GptOptions};
-use neuron_host::gpu::{GpuDevice, GpuOptions};
 use neuron_plugin_api::{Gpu, Tensor};
+use neuron_plugin_testkit::GpuDevice;
 use rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 pub fn device() -> Arc<GpuDevice> {
-    static GPU: OnceLock<Arc<GpuDevice>> = OnceLock::new();
-    GPU.get_or_init(|| GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter (lavapipe will do)")).clone()
+    neuron_plugin_testkit::device()
 }
 
 pub fn gpu() -> Gpu {

@@ -31,7 +31,7 @@ struct Params {
 
 const PER_THREAD: u32 = 16u;
 
-// Compiled after shaders/workgroup_sum.wgsl (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
 
 @compute @workgroup_size(256)
 fn sum_squares_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -275,18 +275,3 @@ fn limit_value(l: &wgpu::Limits, name: &str) -> Option<u64> {
         _ => return None,
     })
 }
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GpuSettings {
-    /// auto, vulkan, metal, dx12 or gl.
-    pub backend: String,
-    /// Use only adapters whose name contains this ("" for any).
-    pub adapter: String,
-}
-
-impl Default for GpuSettings {
-    fn default() -> Self {
-        Self { backend: "auto".into(), adapter: String::new() }
-    }
-}

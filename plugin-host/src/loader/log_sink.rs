@@ -17,7 +17,7 @@ use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RArc, RStr},
 };
-use neuron_plugin_api::{LogLevel, LogRecord, LogSink, LogSinkBox, LogSink_TO};
+use neuron_plugin_api::abi::{LogLevel, LogRecord, LogSink, LogSinkBox, LogSink_TO};
 use tracing_core::{
     callsite::{Callsite, Identifier},
     field::{FieldSet, Value},

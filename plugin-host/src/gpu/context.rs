@@ -22,10 +22,8 @@ use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RArc, RResult, RSlice, RStr, RVec},
 };
-use neuron_plugin_api::{
-    AdapterInfo, BufferId, BufferSlice, Command, Commands, Compute, ComputeBox, ComputeStats, Compute_TO, Gpu,
-    KernelId, KernelInfo, PluginError,
-};
+use neuron_plugin_api::abi::{Command, Commands, Compute, ComputeBox, Compute_TO};
+use neuron_plugin_api::{AdapterInfo, BufferId, BufferSlice, ComputeStats, Gpu, KernelId, KernelInfo, PluginError};
 use rustc_hash::{FxHashMap, FxHasher};
 use wgpu::util::DeviceExt;
 

@@ -30,7 +30,7 @@
 //   workgroups with a > b return at once), strided positions and a fixed tree
 //   reduction. shapley_values: 64 threads, one thread per kept miner (dispatch
 //   [ceil(n / 64), 1, 1]), pairs summed in a fixed order. Deterministic.
-// Compiled after shaders/workgroup_sum.wgsl (WG, partial, workgroup_sum).
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, partial, workgroup_sum).
 // Limits: n <= 65535; the caller keeps s * (ln 8.8e13 - ln(min_loss) / 0.076)
 // small enough (<= 85) for the values to stay finite in f32.
 

@@ -34,7 +34,7 @@
 //   [ceil(positions / 64), miners, 1]).
 // Limits: miners <= max workgroups per dimension (65535); k * positions per
 // miner is unbounded (strided); vocab > k.
-// Compiled after shaders/workgroup_sum.wgsl (WG, partial, workgroup_sum).
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, partial, workgroup_sum).
 
 struct Params {
     miners: u32,

@@ -40,7 +40,7 @@
 //   strided positions and a fixed tree reduction.
 // Limits: miners and count <= 65535; 2 * miners * k < 2^32 (stamps); the
 // scratch rows are count * vocab words each; work is O(positions * miners * (vocab + k)).
-// Compiled after shaders/workgroup_sum.wgsl (WG, partial, workgroup_sum).
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, partial, workgroup_sum).
 
 struct Params {
     miners: u32,

@@ -19,10 +19,10 @@ use abi_stable::{
     library::{lib_header_from_path, LibraryError, RootModule},
     std_types::{RResult, RSlice},
 };
+use neuron_plugin_api::abi::{ComputeBox, HostServices, ModelBox, PluginModRef, ScorerBox};
 use neuron_plugin_api::{
-    ComputeBox, ComputeStats, ForwardOutput, HostServices, MinerResponse, ModelBox, ModelDescription, OutputRequest,
-    PluginError, PluginInfo, PluginKinds, PluginModRef, ScorerBox, ScorerDescription, Scores, ScoringBatch, StateGroup,
-    StepStats, Tensor, TensorSpec, TokenBatch, ABI_VERSION,
+    ComputeStats, ForwardOutput, MinerResponse, ModelDescription, OutputRequest, PluginError, PluginInfo, PluginKinds,
+    ScorerDescription, Scores, ScoringBatch, StateGroup, StepStats, Tensor, TensorSpec, TokenBatch, ABI_VERSION,
 };
 
 use crate::{

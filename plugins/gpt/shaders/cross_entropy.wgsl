@@ -35,7 +35,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> logprobs: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-// Compiled after shaders/workgroup_sum.wgsl (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
 const NEG: f32 = -3.4e38;
 const NONE: u32 = 0xffffffffu;
 

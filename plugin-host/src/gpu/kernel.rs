@@ -19,7 +19,7 @@ use std::{
     },
 };
 
-use neuron_plugin_api::{KernelBinding, KernelId, KernelInfo, PluginError};
+use neuron_plugin_api::{KernelBinding, KernelId, KernelInfo, PluginError, UniformMember};
 use wgpu::naga;
 
 /// A compiled, reflected kernel.
@@ -151,6 +151,7 @@ fn build(device: &wgpu::Device, source: &str, entry: &str, id: KernelId) -> Resu
 
     let mut storage: Vec<(u32, KernelBinding)> = Vec::new();
     let mut uniform: Option<(u32, u64)> = None;
+    let mut uniform_members: Vec<UniformMember> = Vec::new();
     for (handle, var) in module.global_variables.iter() {
         if ep_info[handle].is_empty() {
             continue;
@@ -188,6 +189,7 @@ fn build(device: &wgpu::Device, source: &str, entry: &str, id: KernelId) -> Resu
                 }
                 let size = module.types[var.ty].inner.size(module.to_ctx()) as u64;
                 uniform = Some((binding, size));
+                uniform_members = uniform_layout(&module, var.ty);
             }
             _ => {
                 return Err(PluginError::gpu(format!(
@@ -259,6 +261,7 @@ fn build(device: &wgpu::Device, source: &str, entry: &str, id: KernelId) -> Resu
             workgroup_size: wg,
             bindings: storage.iter().map(|(_, kb)| kb.clone()).collect(),
             uniform_size: uniform.map(|(_, s)| s as u32).unwrap_or(0),
+            uniform_members: uniform_members.into(),
         },
         pipeline,
         layout,
@@ -266,4 +269,21 @@ fn build(device: &wgpu::Device, source: &str, entry: &str, id: KernelId) -> Resu
         uniform,
         source: source.to_string(),
     })
+}
+
+/// The members of a uniform struct as naga lays them out (a uniform that is not a struct is one
+/// unnamed member).
+fn uniform_layout(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Vec<UniformMember> {
+    let gctx = module.to_ctx();
+    match &module.types[ty].inner {
+        naga::TypeInner::Struct { members, .. } => members
+            .iter()
+            .map(|m| UniformMember {
+                name: m.name.clone().unwrap_or_default().as_str().into(),
+                offset: m.offset,
+                size: module.types[m.ty].inner.size(gctx),
+            })
+            .collect(),
+        other => vec![UniformMember { name: "".into(), offset: 0, size: other.size(gctx) }],
+    }
 }
