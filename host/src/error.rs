@@ -3,25 +3,12 @@
 
 use std::path::PathBuf;
 
-use neuron_plugin_api::PluginError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No GPU adapter at all.
-    #[error("no GPU adapter found ({searched}): {hint}")]
-    NoAdapter { searched: String, hint: String },
-
-    /// The GPU refused or failed something outside a plugin call.
-    #[error("GPU: {0}")]
-    Gpu(String),
-
-    /// A plugin file could not be loaded.
-    #[error("cannot load plugin {}: {cause}", path.display())]
-    PluginLoad { path: PathBuf, cause: String },
-
-    /// A plugin call returned an error (or panicked).
-    #[error("plugin {plugin} ({op}): {}", source.message)]
-    Plugin { plugin: String, op: &'static str, source: PluginError },
+    /// The GPU or a plugin: no adapter, a device failure, a plugin that cannot load, a plugin call
+    /// that failed (each one line from `neuron-plugin-host`, which the test kit shares).
+    #[error(transparent)]
+    Plugins(#[from] neuron_plugin_host::Error),
 
     /// Training or evaluation data that cannot be used (a malformed token file, ids outside a
     /// vocabulary, too little data for one batch).
@@ -69,24 +56,6 @@ impl Error {
         match self {
             Self::Interrupted(_) => 130,
             _ => 1,
-        }
-    }
-
-    pub fn plugin(plugin: &str, op: &'static str, source: PluginError) -> Self {
-        Self::Plugin { plugin: plugin.to_string(), op, source }
-    }
-}
-
-/// The plugin boundary's errors are the host's, variant for variant.
-impl From<neuron_plugin_host::Error> for Error {
-    fn from(e: neuron_plugin_host::Error) -> Self {
-        use neuron_plugin_host::Error as E;
-        match e {
-            E::NoAdapter { searched, hint } => Self::NoAdapter { searched, hint },
-            E::Gpu(m) => Self::Gpu(m),
-            E::Config(m) => Self::Config(m),
-            E::PluginLoad { path, cause } => Self::PluginLoad { path, cause },
-            E::Plugin { plugin, op, source } => Self::Plugin { plugin, op, source },
         }
     }
 }

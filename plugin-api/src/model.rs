@@ -67,7 +67,8 @@ pub type ModelBox = Model_TO<'static, RBox<()>>;
 /// - `state_schema`/`export_state`/`import_state` with [`StateGroup::MODEL`] are the parameters
 ///   (PyTorch's `state_dict()` names), with [`StateGroup::OPTIMIZER`] the optimizer's state, with
 ///   [`StateGroup::GRADIENTS`] the accumulated gradients named like the parameters (export only:
-///   the test kit's gradient check reads them).
+///   the test kit's gradient check reads them; the export machinery refuses importing them, so
+///   `import_state` never sees that group from the host).
 ///
 /// `forward` never changes state a later `backward` uses for the model's parameters; two
 /// `forward` calls with the same input give the same output.
@@ -197,7 +198,12 @@ impl Model for ModelAdapter {
         guard("export_state", || self.0.export_state(group).map(RVec::from))
     }
     fn import_state(&mut self, group: StateGroup, tensors: RSlice<'_, Tensor>) -> RResult<(), PluginError> {
-        guard("import_state", || self.0.import_state(group, tensors.as_slice()))
+        guard("import_state", || {
+            if group == StateGroup::GRADIENTS {
+                return Err(PluginError::unsupported("gradients are export-only; import MODEL and OPTIMIZER state"));
+            }
+            self.0.import_state(group, tensors.as_slice())
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 //! - **loss agrees with forward**: `loss` is the mean cross-entropy of `forward`'s logits.
 //! - **bad input is refused, not a panic**: tokens outside the vocabulary, a sequence longer than
 //!   the context, targets outside the vocabulary, state of the wrong shape or with a tensor
-//!   missing, an unknown state group, `backward` without a `loss` (each an error, or allowed where
+//!   missing, gradients imported, an unknown state group, `backward` without a `loss` (each an error, or allowed where
 //!   the contract allows it, never a panic), and the model unchanged afterwards.
 //! - **gradients** (trainable models): [`check_model_gradients`] (exported gradients against
 //!   central differences; `backward` accumulates).
@@ -466,7 +466,9 @@ impl ModelChecks<'_> {
         let logits = model.forward(batch, OutputRequest::logits()).map_err(why)?.logits;
         let loss = model.loss(batch, &targets).map_err(why)?;
         let expected = reference::cross_entropy(&logits, &targets, s.vocab as usize);
-        if !((loss as f64 - expected).abs() <= 1e-4 * expected.abs() + 1e-4) {
+        // Written so that a NaN loss fails too.
+        let agrees = (loss as f64 - expected).abs() <= 1e-4 * expected.abs() + 1e-4;
+        if !agrees {
             return Err(format!("loss() is {loss}, the mean cross-entropy of forward()'s logits is {expected:.6}"));
         }
         Ok(format!("{loss:.5} (CPU reference {expected:.5})"))
@@ -518,6 +520,10 @@ impl ModelChecks<'_> {
                 model.import_state(StateGroup::MODEL, &retyped),
             )?;
         }
+        refused(
+            "import_state(GRADIENTS) (gradients are export-only)",
+            model.import_state(StateGroup::GRADIENTS, &state),
+        )?;
         let mut extra = state.clone();
         extra.push(Tensor::f32("not.a.parameter", &[1], &[0.0]));
         refused(
@@ -560,7 +566,8 @@ impl ModelChecks<'_> {
             "loss {first:.4} -> {last:.4} in {} steps at learning rate {}",
             self.suite.overfit_steps, self.suite.learning_rate
         );
-        if !(last <= 0.5 * first) {
+        let halved = last <= 0.5 * first; // false for NaN
+        if !halved {
             return Err(format!("{text}; it must at least halve (is the gradient or the optimizer wrong, or the learning rate too small for it?)"));
         }
         Ok((model, text))
@@ -792,7 +799,8 @@ impl ScorerChecks<'_> {
                 responses[i].uid, scores[i]
             ));
         }
-        if !(scores[0] > scores[1]) {
+        let ranked = scores[0] > scores[1];
+        if !ranked {
             return Err(format!(
                 "the miner giving the truth 0.85 scores {}, not above the one that misses it ({})",
                 scores[0], scores[1]

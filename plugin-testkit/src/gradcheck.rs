@@ -198,7 +198,8 @@ pub fn check_model_gradients(
         let numeric = (l_up as f64 - l_down as f64) / (up as f64 - down as f64);
         let scale = options.rtol * numeric.abs().max(analytic.abs()) + options.atol_fraction * largest;
         let ratio = (numeric - analytic).abs() / scale;
-        if !(ratio <= 1.0) {
+        let within = ratio <= 1.0; // false for NaN
+        if !within {
             failure = Some(format!(
                 "d loss / d {}[{i}]: backward gives {analytic:.6e}, central differences {numeric:.6e} (eps {}); the gradient is wrong",
                 params[pi].name, options.eps

@@ -363,14 +363,15 @@ fn library_for(libraries: &mut Vec<LoadedPlugin>, path: &Path) -> Result<usize> 
     }
     let loaded = LoadedPlugin::load(path)?;
     if let Some(other) = libraries.iter().find(|l| l.name() == loaded.name()) {
-        return Err(Error::PluginLoad {
+        return Err(neuron_plugin_host::Error::PluginLoad {
             path: path.to_path_buf(),
             cause: format!(
                 "declares the name `{}`, already loaded from {}; a loaded library cannot be replaced without a restart",
                 loaded.name(),
                 other.path().display()
             ),
-        });
+        }
+        .into());
     }
     libraries.push(loaded);
     Ok(libraries.len() - 1)

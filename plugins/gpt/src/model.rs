@@ -856,9 +856,6 @@ impl ModelPlugin for Gpt {
     }
 
     fn import_state(&mut self, group: StateGroup, tensors: &[Tensor]) -> Result<()> {
-        if group == StateGroup::GRADIENTS {
-            return Err(PluginError::unsupported("gradients are export-only"));
-        }
         neuron_plugin_api::check_state(&self.state_schema(group), tensors)?;
         match group {
             StateGroup::MODEL => {

@@ -255,9 +255,6 @@ impl ModelPlugin for Bigram {
     }
 
     fn import_state(&mut self, group: StateGroup, tensors: &[Tensor]) -> Result<()> {
-        if group == StateGroup::GRADIENTS {
-            return Err(PluginError::unsupported("gradients are export-only"));
-        }
         neuron_plugin_api::check_state(&self.state_schema(group), tensors)?;
         match group {
             StateGroup::MODEL => self.gpu.write(&self.table, 0, &tensors[0].to_f32()?),
