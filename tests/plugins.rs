@@ -169,3 +169,32 @@ fn inspect_exits_non_zero_with_one_line_for_every_load_error() {
         assert_eq!(stderr.lines().count(), 1, "nothing but the one line: {stderr}");
     }
 }
+
+/// A network preset's scoring values reach whichever scorer runs as defaults, in one build: the
+/// Shapley scorer takes finney's `prune_len`, a value in its own section wins, and the loss
+/// scorer, which reads none of them, is not refused for them.
+#[test]
+fn the_network_presets_scoring_values_are_defaults_a_scorer_reads_or_ignores() {
+    use neuron_host::{
+        config::{Config, Override},
+        runtime::plugin_set::build_scorer,
+    };
+    let gpu = gpu();
+    let network = Override::flag("subtensor.network", "--subtensor.network", "finney");
+    let finney = Config::load_layers(None, &[network.clone()]).unwrap().config;
+    let shapley = LoadedPlugin::load(&plugin("scoring_shapley")).unwrap();
+    let described = |config: &Config| -> neuron_plugin_api::toml::Table {
+        build_scorer(&shapley, &gpu, config).unwrap().describe().unwrap().config.parse().unwrap()
+    };
+    assert_eq!(described(&finney)["prune_len"].as_integer(), Some(32), "finney's preset");
+    let own = Config::load_layers(None, &[network, Override::parse_set("plugin.scoring-shapley.prune_len=5").unwrap()])
+        .unwrap()
+        .config;
+    assert_eq!(described(&own)["prune_len"].as_integer(), Some(5), "the section's own value wins");
+    let local = Config::load_layers(None, &[]).unwrap().config;
+    assert_eq!(described(&local)["prune_len"].as_integer(), Some(16), "the local preset's");
+
+    let loss = LoadedPlugin::load(&plugin("scoring_loss")).unwrap();
+    let scorer = build_scorer(&loss, &gpu, &finney).expect("network values a scorer does not read are no error");
+    assert_eq!(scorer.describe().unwrap().policy.as_str(), "loss");
+}

@@ -378,8 +378,8 @@ const PRESET_KEYS: &[(&str, &str)] = &[
     ("min_stake_tao", "net.min_stake_tao"),
 ];
 
-/// Keys a network preset hands the scorer when its section does not set them and the
-/// scorer knows them.
+/// Keys a network preset hands the scorer as defaults (`plugin_api::config::NETWORK_DEFAULTS`):
+/// a scorer reading one gets the section's value, else the preset's.
 pub const PRESET_SCORER_KEYS: &[&str] =
     &["prune_len", "logits_divergence", "scaling_law_power", "synergy_scaling_law_power"];
 
@@ -499,18 +499,16 @@ impl Config {
         self.wallet.wallet_config()
     }
 
-    /// A scorer's section with the network preset's values for the keys of
-    /// [`PRESET_SCORER_KEYS`] that the section leaves out and the scorer knows
-    /// (`known`: the keys of its described default config).
-    pub fn scorer_section(&self, name: &str, known: &[String]) -> String {
+    /// A scorer's section, with the network preset's values for [`PRESET_SCORER_KEYS`] in its
+    /// `NETWORK_DEFAULTS` table: the scorer reads them where the section leaves a key out, and
+    /// ignores those it has no use for.
+    pub fn scorer_section(&self, name: &str) -> String {
         let mut table: toml::Table = self.plugin_section(name).parse().unwrap_or_default();
         let preset = toml::Table::try_from(self.preset()).unwrap_or_default();
-        for key in PRESET_SCORER_KEYS {
-            if known.iter().any(|k| k == key) && !table.contains_key(*key) {
-                if let Some(v) = preset.get(*key) {
-                    table.insert(key.to_string(), v.clone());
-                }
-            }
+        let network: toml::Table =
+            PRESET_SCORER_KEYS.iter().filter_map(|k| preset.get(*k).map(|v| (k.to_string(), v.clone()))).collect();
+        if !network.is_empty() {
+            table.insert(neuron_plugin_api::config::NETWORK_DEFAULTS.to_string(), toml::Value::Table(network));
         }
         toml::to_string(&table).unwrap_or_default()
     }

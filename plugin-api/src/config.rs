@@ -3,14 +3,24 @@
 //! The host passes each plugin its own TOML section as text. [`PluginConfig`]
 //! reads typed values with defaults and, at [`PluginConfig::finish`], refuses
 //! keys nobody read, suggesting the key that was probably meant.
+//!
+//! A scorer's section may also carry the network preset's scoring values (`prune_len`,
+//! `logits_divergence`, ...) in the table [`NETWORK_DEFAULTS`]: [`PluginConfig::get`] returns the
+//! section's own value, else the network's, else the plugin's default. Network values a plugin
+//! never asks for are not an error (they are meant for whichever scorer runs); keys in the
+//! section itself still must be known.
 
 use std::collections::BTreeSet;
 
 use crate::{PluginError, Result};
 
+/// The table of a plugin's section that holds the network preset's values (set by the host).
+pub const NETWORK_DEFAULTS: &str = "_network_defaults";
+
 pub struct PluginConfig {
     plugin: String,
     table: toml::Table,
+    network: toml::Table,
     read: BTreeSet<String>,
     known: BTreeSet<String>,
 }
@@ -64,30 +74,44 @@ impl ConfigValue for String {
 impl PluginConfig {
     /// Parses the section text given to a constructor.
     pub fn parse(plugin: &str, text: &str) -> Result<Self> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             PluginError::config(format!("configuration of plugin {plugin} is not valid TOML: {}", e.message()))
         })?;
-        Ok(Self { plugin: plugin.to_string(), table, read: BTreeSet::new(), known: BTreeSet::new() })
+        let network = match table.remove(NETWORK_DEFAULTS) {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(t)) => t,
+            Some(other) => {
+                return Err(PluginError::config(format!(
+                    "plugin {plugin}: `{NETWORK_DEFAULTS}` must be a table of network defaults, found {other}"
+                )))
+            }
+        };
+        Ok(Self { plugin: plugin.to_string(), table, network, read: BTreeSet::new(), known: BTreeSet::new() })
     }
 
-    /// Reads `key`, or `default` when absent.
+    /// Reads `key`: the section's value, else the network's (see [`NETWORK_DEFAULTS`]), else
+    /// `default`.
     pub fn get<T: ConfigValue>(&mut self, key: &str, default: T) -> Result<T> {
         Ok(self.opt(key)?.unwrap_or(default))
     }
 
-    /// Reads `key` if present.
+    /// Reads `key` if the section or the network's defaults give it.
     pub fn opt<T: ConfigValue>(&mut self, key: &str) -> Result<Option<T>> {
         self.known.insert(key.to_string());
-        let Some(value) = self.table.get(key) else { return Ok(None) };
+        let (value, from) = match (self.table.get(key), self.network.get(key)) {
+            (Some(v), _) => (v, ""),
+            (None, Some(v)) => (v, " (the network preset's value)"),
+            (None, None) => return Ok(None),
+        };
         self.read.insert(key.to_string());
         T::from_toml(value).map(Some).ok_or_else(|| {
-            PluginError::config(format!("plugin {}: `{key}` must be {}, found {}", self.plugin, T::TYPE, value))
+            PluginError::config(format!("plugin {}: `{key}`{from} must be {}, found {}", self.plugin, T::TYPE, value))
         })
     }
 
-    /// Whether `key` was given.
+    /// Whether `key` was given, in the section or by the network.
     pub fn has(&self, key: &str) -> bool {
-        self.table.contains_key(key)
+        self.table.contains_key(key) || self.network.contains_key(key)
     }
 
     /// Refuses keys that no `get`/`opt` asked for.
@@ -138,6 +162,21 @@ mod tests {
         assert_eq!(c.get("n_head", 1u32).unwrap(), 1);
         let err = c.finish().unwrap_err();
         assert_eq!(err.message.as_str(), "plugin gpt: unknown configuration key `n_heads` (did you mean `n_head`?)");
+    }
+
+    #[test]
+    fn network_defaults_fill_what_the_section_leaves_out_and_extra_ones_are_no_error() {
+        let text =
+            "prune_len = 3\n[_network_defaults]\nprune_len = 10\nlogits_divergence = 0.5\nscaling_law_power = 0.4\n";
+        let mut c = PluginConfig::parse("shapley", text).unwrap();
+        assert_eq!(c.get("prune_len", 4u32).unwrap(), 3, "the section wins");
+        assert_eq!(c.get("logits_divergence", 0.1f32).unwrap(), 0.5, "then the network");
+        assert_eq!(c.get("temperature", 1.0f32).unwrap(), 1.0, "then the default");
+        c.finish().expect("scaling_law_power was never asked for: meant for another scorer");
+        let mut c = PluginConfig::parse("loss", "[_network_defaults]\nprune_len = \"ten\"").unwrap();
+        let err = c.get("prune_len", 1u32).unwrap_err();
+        assert!(err.message.contains("`prune_len` (the network preset's value) must be an integer"), "{err}");
+        assert!(PluginConfig::parse("x", "_network_defaults = 3").is_err());
     }
 
     #[test]

@@ -34,16 +34,17 @@ pub type ScorerBox = Scorer_TO<'static, RBox<()>>;
 
 /// What a scoring plugin implements.
 ///
-/// Lifecycle: the host builds a scorer from the plugin's TOML section (the network preset's
-/// scoring keys included when [`describe`](Self::describe)'s config lists them), calls
+/// Lifecycle: the host builds a scorer from the plugin's TOML section (with the network preset's
+/// scoring values as defaults, see [`config::NETWORK_DEFAULTS`](crate::config::NETWORK_DEFAULTS)), calls
 /// [`score`](Self::score) once per validator step with the step's batch and every queried
 /// miner's response (timeouts and errors included), and saves [`export_state`](Self::export_state)
 /// in the validator's checkpoint, handing it back through [`import_state`](Self::import_state)
 /// after a restart. A stateless scorer keeps the default state methods.
 pub trait ScorerPlugin: Send + 'static {
-    /// The policy's name and its effective configuration as TOML. The host reads the keys listed
-    /// here to decide which of a network preset's scoring keys (`prune_len`, `logits_divergence`,
-    /// ...) to pass to the constructor: a key the config does not list is never passed.
+    /// The policy's name and its effective configuration as TOML (recorded with the validator's
+    /// state). A network preset's scoring values (`prune_len`, `logits_divergence`, ...) reach the
+    /// constructor as defaults that [`PluginConfig`](crate::PluginConfig) reads where the
+    /// section leaves a key out.
     fn describe(&self) -> ScorerDescription;
     /// One score and one loss per response, in the responses' order. A response that cannot be
     /// used (see [`usable_response`]) scores 0 with a NaN loss; never an error for a bad miner.

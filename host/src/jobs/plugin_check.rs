@@ -32,7 +32,7 @@ pub fn run(config: &Config, options: &CheckOptions) -> Result<()> {
         let section = config.plugin_section(plugin.name());
         let mut suite = Conformance::new(plugin.path())
             .model_config(&section)
-            .scorer_config(&section)
+            .scorer_config(&config.scorer_section(plugin.name()))
             .overfit_steps(options.steps)
             .learning_rate(options.learning_rate);
         if options.nondeterministic {

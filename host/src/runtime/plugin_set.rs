@@ -145,19 +145,10 @@ pub fn select_scorer(libraries: &[LoadedPlugin], candidates: &[usize], name: &st
     })
 }
 
-/// Builds `plugin`'s scorer with its `[plugin.<name>]` section, and the network
-/// preset's values for the scoring keys the section leaves out and the scorer knows.
+/// Builds `plugin`'s scorer with its `[plugin.<name>]` section and the network preset's scoring
+/// values as defaults (`Config::scorer_section`).
 pub fn build_scorer(plugin: &LoadedPlugin, gpu: &Arc<GpuDevice>, config: &Config) -> Result<PluginScorer> {
-    let plain = config.plugin_section(plugin.name());
-    let scorer = plugin.new_scorer(gpu, &plain)?;
-    let known: Vec<String> =
-        scorer.describe()?.config.parse::<toml::Table>().map(|t| t.keys().cloned().collect()).unwrap_or_default();
-    let with_preset = config.scorer_section(plugin.name(), &known);
-    if with_preset.parse::<toml::Table>().ok() == plain.parse::<toml::Table>().ok() {
-        return Ok(scorer);
-    }
-    drop(scorer);
-    Ok(plugin.new_scorer(gpu, &with_preset)?)
+    Ok(plugin.new_scorer(gpu, &config.scorer_section(plugin.name()))?)
 }
 
 fn names(libraries: &[LoadedPlugin]) -> String {
