@@ -193,3 +193,93 @@ impl<'a> KernelDecl<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{KernelBinding, KernelId, UniformMember};
+
+    #[repr(C)]
+    #[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Params {
+        rows: u32,
+        scale: f32,
+        _pad: [u32; 2],
+    }
+    crate::uniform_layout!(Params { rows, scale, _pad });
+
+    /// What the host reflects from `struct Params { rows: u32, scale: f32, _pad0: u32, _pad1: u32 }`
+    /// with `x` (read) at binding 0 and `y` (read_write) at binding 1.
+    fn info() -> KernelInfo {
+        let binding = |binding, name: &str, read_only| KernelBinding { binding, name: name.into(), read_only };
+        let member = |name: &str, offset| UniformMember { name: name.into(), offset, size: 4 };
+        KernelInfo {
+            id: KernelId(1),
+            entry: "scale".into(),
+            workgroup_size: [64, 1, 1],
+            bindings: vec![binding(0, "x", true), binding(1, "y", false)].into(),
+            uniform_size: 16,
+            uniform_members: vec![member("rows", 0), member("scale", 4), member("_pad0", 8), member("_pad1", 12)]
+                .into(),
+        }
+    }
+
+    fn error(decl: KernelDecl<'_>) -> String {
+        decl.check(&info()).unwrap_err().message.to_string()
+    }
+
+    #[test]
+    fn a_declaration_that_matches_the_wgsl_passes() {
+        assert_eq!(Params::fields()[1], UniformField { name: "scale", offset: 4, size: 4 });
+        assert_eq!(Params::fields()[2], UniformField { name: "_pad", offset: 8, size: 8 });
+        KernelDecl::new("", "scale").read("x").write("y").uniform::<Params>().check(&info()).unwrap();
+    }
+
+    #[test]
+    fn each_difference_is_named() {
+        let e = error(KernelDecl::new("", "scale").read("y").write("x").uniform::<Params>());
+        assert_eq!(e, "kernel `scale`: storage binding 0 differs: the WGSL binds [x (read), y (read_write)], the Rust declares [y (read), x (read_write)]");
+        let e = error(KernelDecl::new("", "scale").read("x").read("y").uniform::<Params>());
+        assert!(e.contains("storage binding 1 differs") && e.contains("y (read_write)"), "{e}");
+        let e = error(KernelDecl::new("", "scale").read("x").uniform::<Params>());
+        assert!(e.contains("storage binding 1 differs"), "{e}");
+        let e = error(KernelDecl::new("", "scale").read("x").write("y"));
+        assert!(e.contains("uniform block of 16 bytes; declare its Rust mirror"), "{e}");
+    }
+
+    #[test]
+    fn a_uniform_of_another_size_or_layout_is_named() {
+        #[repr(C)]
+        #[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+        struct Short {
+            rows: u32,
+            scale: f32,
+        }
+        crate::uniform_layout!(Short { rows, scale });
+        let e = error(KernelDecl::new("", "scale").read("x").write("y").uniform::<Short>());
+        assert!(e.contains("the WGSL uniform block is 16 bytes") && e.contains("is 8"), "{e}");
+
+        #[repr(C)]
+        #[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+        struct Swapped {
+            scale: f32,
+            rows: u32,
+            _pad: [u32; 2],
+        }
+        crate::uniform_layout!(Swapped { scale, rows, _pad });
+        let e = error(KernelDecl::new("", "scale").read("x").write("y").uniform::<Swapped>());
+        assert!(e.contains("uniform member `rows` is at byte 0 (4 bytes) in the WGSL but at byte 4 (4 bytes)"), "{e}");
+
+        #[repr(C)]
+        #[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+        struct Extra {
+            rows: u32,
+            scale: f32,
+            count: u32,
+            _pad: u32,
+        }
+        crate::uniform_layout!(Extra { rows, scale, count, _pad });
+        let e = error(KernelDecl::new("", "scale").read("x").write("y").uniform::<Extra>());
+        assert!(e.contains("has a field `count` the WGSL uniform block lacks"), "{e}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use neuron_plugin_api::{
     bytemuck::{Pod, Zeroable},
-    shaders, Batch, BufferSlice, Gpu, Kernel, Result,
+    shaders, Batch, BufferSlice, Gpu, Kernel, KernelDecl, Result,
 };
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -33,6 +33,8 @@ macro_rules! uniforms {
         #[derive(Copy, Clone, Debug, Default, Pod, Zeroable)]
         #[bytemuck(crate = "neuron_plugin_api::bytemuck")]
         pub struct $name { $(pub $field: $ty),* }
+        // Checked against the WGSL's `Params` when each kernel is built (`KernelDecl::uniform`).
+        neuron_plugin_api::uniform_layout!($name { $($field),* });
     )*};
 }
 
@@ -40,19 +42,19 @@ uniforms! {
     /// `shaders/matmul.wgsl`
     MatmulParams { m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, a_off: u32, b_off: u32, c_off: u32, bias_off: u32, accumulate: u32, use_bias: u32 }
     /// `shaders/layernorm.wgsl`
-    LayerNormParams { rows: u32, cols: u32, w_off: u32, b_off: u32, accumulate: u32, pad0: u32, pad1: u32, pad2: u32 }
+    LayerNormParams { rows: u32, cols: u32, w_off: u32, b_off: u32, accumulate: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
     /// `shaders/gelu.wgsl`, `shaders/residual.wgsl`
-    ElementwiseParams { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+    ElementwiseParams { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
     /// `shaders/attention.wgsl`
-    AttentionParams { batch: u32, seq: u32, heads: u32, head_size: u32, channels: u32, scale: f32, pad0: u32, pad1: u32 }
+    AttentionParams { batch: u32, seq: u32, heads: u32, head_size: u32, channels: u32, scale: f32, _pad0: u32, _pad1: u32 }
     /// `shaders/cross_entropy.wgsl`
-    CrossEntropyParams { rows: u32, vocab: u32, row_offset: u32, write_grad: u32, k: u32, scale: f32, pad0: u32, pad1: u32 }
+    CrossEntropyParams { rows: u32, vocab: u32, row_offset: u32, write_grad: u32, k: u32, scale: f32, _pad0: u32, _pad1: u32 }
     /// `shaders/embedding.wgsl`
-    EmbeddingParams { positions: u32, seq: u32, channels: u32, row_start: u32, row_count: u32, wte_off: u32, wpe_off: u32, group_start: u32, group_count: u32, pad0: u32, pad1: u32, pad2: u32 }
+    EmbeddingParams { positions: u32, seq: u32, channels: u32, row_start: u32, row_count: u32, wte_off: u32, wpe_off: u32, group_start: u32, group_count: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
     /// `shaders/reduce.wgsl`
-    ReduceParams { n: u32, off: u32, base: u32, out_index: u32, scale: f32, pad0: u32, pad1: u32, pad2: u32 }
+    ReduceParams { n: u32, off: u32, base: u32, out_index: u32, scale: f32, _pad0: u32, _pad1: u32, _pad2: u32 }
     /// `shaders/adamw.wgsl`
-    AdamWParams { n: u32, off: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, bc1: f32, bc2: f32, max_norm: f32, pad0: u32, pad1: u32 }
+    AdamWParams { n: u32, off: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, bc1: f32, bc2: f32, max_norm: f32, _pad0: u32, _pad1: u32 }
 }
 
 /// A row-major matrix inside a buffer: element (i, j) is at `off + i * ld + j` (elements).
@@ -120,36 +122,178 @@ pub struct Kernels {
 }
 
 impl Kernels {
+    /// Compiles every kernel, each declared with its storage bindings in binding order and its
+    /// uniform struct, which `Gpu::kernel` checks against the WGSL.
     pub fn new(gpu: &Gpu) -> Result<Self> {
         let cross_entropy = shaders::with_prelude(CROSS_ENTROPY);
         let reduce = shaders::with_prelude(REDUCE);
         Ok(Self {
-            matmul_nt: gpu.compile(MATMUL, "matmul_nt")?,
-            matmul_nn: gpu.compile(MATMUL, "matmul_nn")?,
-            matmul_tn: gpu.compile(MATMUL, "matmul_tn")?,
-            bias_grad: gpu.compile(MATMUL, "bias_grad")?,
-            matmul_nt_v4: gpu.compile(MATMUL_VEC4, "matmul_nt_v4")?,
-            matmul_nn_v4: gpu.compile(MATMUL_VEC4, "matmul_nn_v4")?,
-            matmul_tn_v4: gpu.compile(MATMUL_VEC4, "matmul_tn_v4")?,
+            matmul_nt: gpu.kernel(
+                KernelDecl::new(MATMUL, "matmul_nt")
+                    .read("a")
+                    .read("b")
+                    .read("bias")
+                    .write("c")
+                    .uniform::<MatmulParams>(),
+            )?,
+            matmul_nn: gpu.kernel(
+                KernelDecl::new(MATMUL, "matmul_nn").read("a").read("b").write("c").uniform::<MatmulParams>(),
+            )?,
+            matmul_tn: gpu.kernel(
+                KernelDecl::new(MATMUL, "matmul_tn").read("a").read("b").write("c").uniform::<MatmulParams>(),
+            )?,
+            bias_grad: gpu
+                .kernel(KernelDecl::new(MATMUL, "bias_grad").read("a").write("c").uniform::<MatmulParams>())?,
+            matmul_nt_v4: gpu.kernel(
+                KernelDecl::new(MATMUL_VEC4, "matmul_nt_v4")
+                    .read("a")
+                    .read("b")
+                    .read("bias")
+                    .write("c")
+                    .uniform::<MatmulParams>(),
+            )?,
+            matmul_nn_v4: gpu.kernel(
+                KernelDecl::new(MATMUL_VEC4, "matmul_nn_v4")
+                    .read("a")
+                    .read("b")
+                    .read("bias")
+                    .write("c")
+                    .uniform::<MatmulParams>(),
+            )?,
+            matmul_tn_v4: gpu.kernel(
+                KernelDecl::new(MATMUL_VEC4, "matmul_tn_v4")
+                    .read("a")
+                    .read("b")
+                    .read("bias")
+                    .write("c")
+                    .uniform::<MatmulParams>(),
+            )?,
             vec4: gpu.adapter().device_type.as_str() == "cpu",
-            layernorm_forward: gpu.compile(LAYERNORM, "layernorm_forward")?,
-            layernorm_backward: gpu.compile(LAYERNORM, "layernorm_backward")?,
-            layernorm_param_grad: gpu.compile(LAYERNORM, "layernorm_param_grad")?,
-            gelu_forward: gpu.compile(GELU, "gelu_forward")?,
-            gelu_backward: gpu.compile(GELU, "gelu_backward")?,
-            residual_forward: gpu.compile(RESIDUAL, "residual_forward")?,
-            attention_forward: gpu.compile(ATTENTION, "attention_forward")?,
-            attention_backward_prep: gpu.compile(ATTENTION, "attention_backward_prep")?,
-            attention_backward_dq: gpu.compile(ATTENTION, "attention_backward_dq")?,
-            attention_backward_dkv: gpu.compile(ATTENTION, "attention_backward_dkv")?,
-            cross_entropy: gpu.compile(&cross_entropy, "cross_entropy")?,
-            top_k: gpu.compile(&cross_entropy, "top_k")?,
-            embedding_forward: gpu.compile(EMBEDDING, "embedding_forward")?,
-            embedding_backward_wte: gpu.compile(EMBEDDING, "embedding_backward_wte")?,
-            embedding_backward_wpe: gpu.compile(EMBEDDING, "embedding_backward_wpe")?,
-            sum_squares_partial: gpu.compile(&reduce, "sum_squares_partial")?,
-            sum_partial: gpu.compile(&reduce, "sum_partial")?,
-            adamw: gpu.compile(ADAMW, "adamw")?,
+            layernorm_forward: gpu.kernel(
+                KernelDecl::new(LAYERNORM, "layernorm_forward")
+                    .read("x")
+                    .read("params")
+                    .write("y")
+                    .write("mean_out")
+                    .write("rstd_out")
+                    .uniform::<LayerNormParams>(),
+            )?,
+            layernorm_backward: gpu.kernel(
+                KernelDecl::new(LAYERNORM, "layernorm_backward")
+                    .read("dy")
+                    .read("x")
+                    .read("params")
+                    .read("mean_in")
+                    .read("rstd_in")
+                    .write("dx")
+                    .uniform::<LayerNormParams>(),
+            )?,
+            layernorm_param_grad: gpu.kernel(
+                KernelDecl::new(LAYERNORM, "layernorm_param_grad")
+                    .read("dy")
+                    .read("x")
+                    .read("mean_in")
+                    .read("rstd_in")
+                    .write("grads")
+                    .uniform::<LayerNormParams>(),
+            )?,
+            gelu_forward: gpu
+                .kernel(KernelDecl::new(GELU, "gelu_forward").read("x").write("y").uniform::<ElementwiseParams>())?,
+            gelu_backward: gpu
+                .kernel(KernelDecl::new(GELU, "gelu_backward").read("x").write("d").uniform::<ElementwiseParams>())?,
+            residual_forward: gpu.kernel(
+                KernelDecl::new(RESIDUAL, "residual_forward")
+                    .read("a")
+                    .read("b")
+                    .write("out")
+                    .uniform::<ElementwiseParams>(),
+            )?,
+            attention_forward: gpu.kernel(
+                KernelDecl::new(ATTENTION, "attention_forward")
+                    .read("qkv")
+                    .write("y")
+                    .write("lse")
+                    .uniform::<AttentionParams>(),
+            )?,
+            attention_backward_prep: gpu.kernel(
+                KernelDecl::new(ATTENTION, "attention_backward_prep")
+                    .read("dy")
+                    .read("y_in")
+                    .write("dd")
+                    .uniform::<AttentionParams>(),
+            )?,
+            attention_backward_dq: gpu.kernel(
+                KernelDecl::new(ATTENTION, "attention_backward_dq")
+                    .read("qkv")
+                    .read("dy")
+                    .read("lse_in")
+                    .read("dd_in")
+                    .write("dqkv")
+                    .uniform::<AttentionParams>(),
+            )?,
+            attention_backward_dkv: gpu.kernel(
+                KernelDecl::new(ATTENTION, "attention_backward_dkv")
+                    .read("qkv")
+                    .read("dy")
+                    .read("lse_in")
+                    .read("dd_in")
+                    .write("dqkv")
+                    .uniform::<AttentionParams>(),
+            )?,
+            cross_entropy: gpu.kernel(
+                KernelDecl::new(cross_entropy.as_str(), "cross_entropy")
+                    .read("targets")
+                    .write("logits")
+                    .write("losses")
+                    .uniform::<CrossEntropyParams>(),
+            )?,
+            top_k: gpu.kernel(
+                KernelDecl::new(cross_entropy.as_str(), "top_k")
+                    .read("scores")
+                    .write("ids")
+                    .write("logprobs")
+                    .uniform::<CrossEntropyParams>(),
+            )?,
+            embedding_forward: gpu.kernel(
+                KernelDecl::new(EMBEDDING, "embedding_forward")
+                    .read("tokens")
+                    .read("wte")
+                    .read("wpe")
+                    .write("out")
+                    .uniform::<EmbeddingParams>(),
+            )?,
+            embedding_backward_wte: gpu.kernel(
+                KernelDecl::new(EMBEDDING, "embedding_backward_wte")
+                    .read("groups")
+                    .read("order")
+                    .read("dx")
+                    .write("grads")
+                    .uniform::<EmbeddingParams>(),
+            )?,
+            embedding_backward_wpe: gpu.kernel(
+                KernelDecl::new(EMBEDDING, "embedding_backward_wpe")
+                    .read("dx")
+                    .write("grads")
+                    .uniform::<EmbeddingParams>(),
+            )?,
+            sum_squares_partial: gpu.kernel(
+                KernelDecl::new(reduce.as_str(), "sum_squares_partial")
+                    .read("x")
+                    .write("partials")
+                    .uniform::<ReduceParams>(),
+            )?,
+            sum_partial: gpu.kernel(
+                KernelDecl::new(reduce.as_str(), "sum_partial").read("x").write("out").uniform::<ReduceParams>(),
+            )?,
+            adamw: gpu.kernel(
+                KernelDecl::new(ADAMW, "adamw")
+                    .read("grads")
+                    .read("scalars")
+                    .write("params")
+                    .write("m")
+                    .write("v")
+                    .uniform::<AdamWParams>(),
+            )?,
             max_groups: gpu.adapter().limits.max_compute_workgroups_per_dimension.max(1),
         })
     }
