@@ -198,3 +198,41 @@ fn the_network_presets_scoring_values_are_defaults_a_scorer_reads_or_ignores() {
     let scorer = build_scorer(&loss, &gpu, &finney).expect("network values a scorer does not read are no error");
     assert_eq!(scorer.describe().unwrap().policy.as_str(), "loss");
 }
+
+/// A feature a plugin uses where available is enabled where the adapter offers it and never
+/// refuses the plugin where it does not; an unknown name is the author's typo, refused in one line.
+#[test]
+fn optional_gpu_features_are_enabled_where_offered_and_never_refused() {
+    use neuron_host::gpu::{GpuDevice, GpuOptions, Requirement};
+    let fixture = LoadedPlugin::load(&plugin("fixture_model")).unwrap();
+    let optional: Vec<&str> = fixture.info().gpu.optional_features.iter().map(|f| f.as_str()).collect();
+    assert_eq!(optional, ["SHADER_F16", "TEXTURE_COMPRESSION_ASTC"]);
+    let device =
+        GpuDevice::open(&GpuOptions::from_env(), &[Requirement { plugin: fixture.name(), gpu: &fixture.info().gpu }])
+            .expect("optional features never keep a device from opening");
+    let enabled: Vec<String> = device.adapter_info().features.iter().map(|f| f.to_string()).collect();
+    for name in optional {
+        assert_eq!(enabled.iter().any(|f| f == name), device.offers(name), "{name}: enabled exactly where offered");
+    }
+    // The plugin sees what was enabled through its own context.
+    let model = fixture.new_model(&device, "").unwrap();
+    drop(model);
+
+    let mut typo = fixture.info().gpu.clone();
+    typo.optional_features.push("SUBGROUPS".into());
+    let err = GpuDevice::open(&GpuOptions::from_env(), &[Requirement { plugin: "fixture", gpu: &typo }]).err().unwrap();
+    let text = err.to_string();
+    assert!(
+        text.contains("plugin fixture asks for GPU feature `SUBGROUPS` if available, which this host does not know"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'));
+
+    let out =
+        host_command().args(["plugin", "inspect", "--no-instantiate"]).arg(plugin("fixture_model")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("gpu uses     SHADER_F16, TEXTURE_COMPRESSION_ASTC where the adapter has them"),
+        "{stdout}"
+    );
+}

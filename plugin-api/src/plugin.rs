@@ -55,12 +55,16 @@ pub struct LimitRequirement {
     pub min: u64,
 }
 
-/// GPU features (wgpu names, e.g. `SHADER_F16`) and limits a plugin needs.
+/// GPU features (wgpu names, e.g. `SHADER_F16`) and limits a plugin needs, and features it uses
+/// when the adapter has them.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq, Default)]
 pub struct GpuRequirements {
     pub features: RVec<RString>,
     pub limits: RVec<LimitRequirement>,
+    /// Enabled when the adapter offers them; the plugin picks its path from
+    /// `Gpu::adapter().features`, which lists what the device has enabled.
+    pub optional_features: RVec<RString>,
 }
 
 /// What a plugin declares about itself.
@@ -122,6 +126,7 @@ pub struct Plugin {
     model: Option<ModelCtor>,
     scorer: Option<ScorerCtor>,
     features: Vec<String>,
+    optional_features: Vec<String>,
     limits: Vec<(String, u64)>,
 }
 
@@ -134,6 +139,7 @@ impl Plugin {
             model: None,
             scorer: None,
             features: Vec::new(),
+            optional_features: Vec::new(),
             limits: Vec::new(),
         }
     }
@@ -161,6 +167,15 @@ impl Plugin {
     /// Requires a wgpu feature, by name (e.g. "SHADER_F16").
     pub fn require_feature(mut self, name: &str) -> Self {
         self.features.push(name.to_string());
+        self
+    }
+
+    /// Uses a wgpu feature when the adapter offers it (e.g. "SUBGROUP" or "SHADER_F16" for a
+    /// faster path): the host enables it if it can and never refuses the plugin for lacking it.
+    /// Choose the path at run time from `gpu.adapter().features`, keeping the plain path as the
+    /// fallback, and test both where an adapter offers the feature.
+    pub fn use_feature_if_available(mut self, name: &str) -> Self {
+        self.optional_features.push(name.to_string());
         self
     }
 
@@ -197,6 +212,7 @@ impl Plugin {
                     .iter()
                     .map(|(n, m)| LimitRequirement { name: n.as_str().into(), min: *m })
                     .collect(),
+                optional_features: self.optional_features.iter().map(|f| RString::from(f.as_str())).collect(),
             },
         }
     }

@@ -22,6 +22,10 @@ pub fn inspect(path: &Path, config: &Config, instantiate: bool) -> Result<()> {
         if features.is_empty() { "none".to_string() } else { features.join(", ") },
         if limits.is_empty() { "none".to_string() } else { limits.join(", ") }
     );
+    if !info.gpu.optional_features.is_empty() {
+        let optional: Vec<&str> = info.gpu.optional_features.iter().map(|f| f.as_str()).collect();
+        println!("gpu uses     {} where the adapter has them", optional.join(", "));
+    }
     if !instantiate {
         return Ok(());
     }

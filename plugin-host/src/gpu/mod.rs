@@ -48,6 +48,8 @@ pub struct GpuDevice {
     info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     features: wgpu::Features,
+    /// What the adapter offers, enabled or not.
+    offered: wgpu::Features,
     pub(crate) kernels: kernel::KernelCache,
 }
 
@@ -113,6 +115,24 @@ impl GpuDevice {
                 }
                 features |= f;
             }
+            for name in req.gpu.optional_features.iter() {
+                // Optional, so never a refusal; an unknown name is the plugin author's typo.
+                match wgpu::Features::from_name(name.as_str()) {
+                    None => {
+                        return Err(Error::Gpu(format!(
+                            "plugin {} asks for GPU feature `{name}` if available, which this host does not know (wgpu's names, e.g. SUBGROUP, SHADER_F16)",
+                            req.plugin
+                        )))
+                    }
+                    Some(f) if adapter.features().contains(f) => features |= f,
+                    Some(_) => tracing::info!(
+                        target: "neuron_host::gpu",
+                        "adapter {} lacks GPU feature {name}; plugin {} runs its plain path",
+                        info.name,
+                        req.plugin
+                    ),
+                }
+            }
             for lim in req.gpu.limits.iter() {
                 let Some(have) = limit_value(&limits, lim.name.as_str()) else {
                     return Err(Error::Gpu(format!(
@@ -158,6 +178,7 @@ impl GpuDevice {
             info,
             limits: device_limits,
             features,
+            offered: adapter.features(),
             kernels: kernel::KernelCache::default(),
         }))
     }
@@ -209,6 +230,11 @@ impl GpuDevice {
             },
             features: self.features.iter_names().map(|(n, _)| n.into()).collect(),
         }
+    }
+
+    /// Whether the adapter offers the wgpu feature `name`, enabled on this device or not.
+    pub fn offers(&self, name: &str) -> bool {
+        wgpu::Features::from_name(name).is_some_and(|f| self.offered.contains(f))
     }
 
     /// One line naming the adapter, for logs and summaries.
