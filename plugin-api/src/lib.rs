@@ -41,6 +41,7 @@ mod kernel;
 mod logging;
 mod model;
 mod plugin;
+pub mod rand;
 mod scorer;
 pub mod shaders;
 mod types;

@@ -3,24 +3,26 @@
 //! Every reference takes and returns row-major `f32` slices and computes in `f64`, so a kernel's
 //! own rounding is the only difference [`assert_close`] sees.
 
-/// A small seeded generator (SplitMix64): the same inputs on every run and machine.
+use neuron_plugin_api::rand::SplitMix64;
+
+/// Seeded inputs (plugin-api's SplitMix64): the same on every run and machine.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
+    }
+    /// A standard normal draw.
+    pub fn normal(&mut self) -> f32 {
+        self.0.normal()
     }
     /// Uniform in `[lo, hi)`.
     pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {

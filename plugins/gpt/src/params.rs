@@ -9,7 +9,7 @@
 //! reads it runs once per piece. Within a shard, tensors that take weight decay come first, so
 //! each shard's AdamW is at most two dispatches.
 
-use neuron_plugin_api::{PluginError, Result};
+use neuron_plugin_api::{rand::SplitMix64, PluginError, Result};
 
 use crate::config::GptConfig;
 
@@ -220,7 +220,7 @@ impl Layout {
                 Init::Zeros => vec![0.0; t.numel()],
                 Init::Ones => vec![1.0; t.numel()],
                 Init::Normal(std) => {
-                    let mut rng = Rng::new(seed ^ fnv1a(t.name.as_bytes()));
+                    let mut rng = SplitMix64::new(seed ^ fnv1a(t.name.as_bytes()));
                     (0..t.numel()).map(|_| rng.normal() * std).collect()
                 }
             };
@@ -253,30 +253,6 @@ impl Layout {
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// splitmix64 with Box-Muller normals: small, fast and the same on every platform.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    pub fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
 }
 
 #[cfg(test)]

@@ -121,18 +121,11 @@ impl Bigram {
     }
 }
 
-/// Small deterministic values in [-0.01, 0.01) (xorshift64*).
+/// Small values in [-0.01, 0.01) from plugin-api's seeded generator: one table per seed, the
+/// same on every machine.
 fn init_table(cells: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..cells)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let r = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (r - 0.5) * 0.02
-        })
-        .collect()
+    let mut rng = neuron_plugin_api::rand::SplitMix64::new(seed);
+    (0..cells).map(|_| (rng.unit() as f32 - 0.5) * 0.02).collect()
 }
 
 impl ModelPlugin for Bigram {
