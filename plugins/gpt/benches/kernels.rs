@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use gpt::kernels::{AdamWParams, Form, Kernels, View, MATMUL};
-use neuron_host::gpu::{GpuDevice, GpuOptions};
 use neuron_plugin_api::{Gpu, Kernel};
+use neuron_plugin_testkit::{GpuDevice, GpuOptions};
 
 /// The baseline: each thread computes one output with a plain loop over k.
 const NAIVE: &str = r#"

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use neuron_host::gpu::{GpuDevice, GpuOptions};
 use neuron_plugin_api::{BufferSlice, ErrorKind, Gpu};
+use neuron_plugin_host::gpu::{GpuDevice, GpuOptions};
 
 fn device() -> Arc<GpuDevice> {
     static GPU: OnceLock<Arc<GpuDevice>> = OnceLock::new();
