@@ -85,6 +85,7 @@ fn four_epochs_pay_the_miner_on_clean_data_and_drop_the_silent_one() {
         assert!(lines[k..(k + 2).min(4)].iter().any(|l| l.contains(&said)), "{said}: {lines:?}");
     }
     assert!(stdout.contains("validator (uid 0):") && stdout.contains("4 epochs, weights accepted in 4"), "{stdout}");
+    assert!(stdout.contains("highest incentive: miner1 (uid 1) "), "the clean miner, by name: {stdout}");
     // The console shows a table per epoch.
     assert_eq!(stdout.matches("uid  name").count(), 4, "{stdout}");
 
@@ -136,4 +137,10 @@ fn interrupt_stops_cleanly_with_a_summary() {
         assert!(stdout.contains(&format!("{name} (uid ")), "{name} summarised: {stdout}");
     }
     assert!(stdout.contains("run log in"), "{stdout}");
+    if stdout.contains("stopped after 1 of 100 epochs") {
+        // Epoch 1's weights are revealed only in epoch 2: nobody has earned anything yet, and the
+        // summary says so rather than naming a "highest" of all zeros.
+        assert!(stdout.contains("no incentive yet: no miner had earned any by the last epoch"), "{stdout}");
+        assert!(!stdout.contains("highest incentive"), "{stdout}");
+    }
 }

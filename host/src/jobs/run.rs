@@ -352,7 +352,13 @@ fn print_summary(s: &SubnetSummary, epochs: u64) {
             last.uids.iter().filter(|r| r.role == "miner").max_by(|a, b| a.incentive.total_cmp(&b.incentive))
         {
             let name = if best.name.is_empty() { best.hotkey.clone() } else { best.name.clone() };
-            println!("highest incentive: {name} (uid {}) {:.4}", best.uid, best.incentive);
+            if best.incentive > 0.0 {
+                println!("highest incentive: {name} (uid {}) {:.4}", best.uid, best.incentive);
+            } else {
+                // With commit-reveal the chain sees an epoch's weights only when they are revealed,
+                // an epoch or more later: naming a "highest" of all zeros would pick one at random.
+                println!("no incentive yet: no miner had earned any by the last epoch (with commit-reveal, weights count only once the chain reveals them, an epoch or more after they are set; run more epochs)");
+            }
         }
     }
     println!("run log in {} (plots: neuron-host report {})", s.run_dir.display(), s.run_dir.display());
