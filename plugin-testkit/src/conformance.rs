@@ -37,8 +37,8 @@ use std::{
 };
 
 use neuron_plugin_api::{
-    DType, ErrorKind, MinerResponse, OutputRequest, PluginKinds, ResponseStatus, ScoringBatch, StateGroup, Tensor,
-    TokenBatch,
+    DType, ErrorKind, GpuRequirements, MinerResponse, OutputRequest, PluginKinds, ResponseStatus, ScoringBatch,
+    StateGroup, Tensor, TokenBatch,
 };
 use neuron_plugin_host::{
     gpu::Requirement,
@@ -179,14 +179,20 @@ impl Conformance {
 
     /// Runs every check; models and scorers get contexts on `gpu` when given.
     pub fn run_with(&self, gpu: Option<&Arc<GpuDevice>>) -> Report {
-        let mut report = Report { library: self.library.clone(), plugin: None, checks: Vec::new() };
-        let plugin = match LoadedPlugin::load(&self.library) {
-            Ok(p) => p,
-            Err(e) => {
-                report.checks.push(Check { name: "loads", outcome: Outcome::Fail(e.to_string()) });
-                return report;
-            }
-        };
+        match LoadedPlugin::load(&self.library) {
+            Ok(plugin) => self.run_loaded(&plugin, gpu),
+            Err(e) => Report {
+                library: self.library.clone(),
+                plugin: None,
+                checks: vec![Check { name: "loads", outcome: Outcome::Fail(e.to_string()) }],
+            },
+        }
+    }
+
+    /// Runs every check after the loading on a plugin the caller has loaded through the same
+    /// loader (as `neuron-host plugin check` does, having loaded them all to refuse duplicates).
+    pub fn run_loaded(&self, plugin: &LoadedPlugin, gpu: Option<&Arc<GpuDevice>>) -> Report {
+        let mut report = Report { library: plugin.path().to_path_buf(), plugin: None, checks: Vec::new() };
         let info = plugin.info().clone();
         report.plugin = Some(info.name.to_string());
         report.checks.push(Check {
@@ -211,7 +217,8 @@ impl Conformance {
 
         let device = match gpu {
             Some(g) => g.clone(),
-            None if info.gpu.features.is_empty() && info.gpu.limits.is_empty() => crate::device(),
+            // The shared device has no plugin's features; one that asks for any gets its own.
+            None if info.gpu == GpuRequirements::default() => crate::device(),
             None => {
                 match GpuDevice::open(&GpuOptions::from_env(), &[Requirement { plugin: &info.name, gpu: &info.gpu }]) {
                     Ok(d) => d,
@@ -223,10 +230,10 @@ impl Conformance {
             }
         };
         if plugin.provides(PluginKinds::MODEL) {
-            ModelChecks { suite: self, plugin: &plugin, gpu: &device }.run(&mut report.checks);
+            ModelChecks { suite: self, plugin, gpu: &device }.run(&mut report.checks);
         }
         if plugin.provides(PluginKinds::SCORER) {
-            ScorerChecks { suite: self, plugin: &plugin, gpu: &device }.run(&mut report.checks);
+            ScorerChecks { suite: self, plugin, gpu: &device }.run(&mut report.checks);
         }
         report
     }
@@ -540,11 +547,7 @@ impl ModelChecks<'_> {
 
     /// One training step on `tokens`/`targets`; the loss before it.
     fn train_step(&self, model: &mut PluginModel, batch: TokenBatch<'_>, targets: &[u32]) -> Result<f32, String> {
-        model.zero_grad().map_err(why)?;
-        let loss = model.loss(batch, targets).map_err(why)?;
-        model.backward().map_err(why)?;
-        model.step(self.suite.learning_rate).map_err(why)?;
-        Ok(loss)
+        model.train_step(batch, targets, self.suite.learning_rate).map(|(loss, _)| loss).map_err(why)
     }
 
     fn overfit(&self, s: &Shape) -> Result<(PluginModel, String), String> {

@@ -120,8 +120,8 @@ pub fn check_model_gradients(
         return Err("the model exports no gradients (StateGroup::GRADIENTS): export them, named like its parameters, so backward can be checked".into());
     }
     let params = model.export_state(StateGroup::MODEL)?;
-    let mut coords: Vec<(usize, usize, usize, f64)> = Vec::new(); // (grad tensor, param tensor, element, gradient)
-    for (gi, g) in grads.iter().enumerate() {
+    let mut coords: Vec<(usize, usize, f64)> = Vec::new(); // (parameter tensor, element, gradient)
+    for g in &grads {
         let Some(pi) = params.iter().position(|p| p.name == g.name) else {
             return Err(format!("exported gradient `{}` names no parameter of the model", g.name));
         };
@@ -140,9 +140,9 @@ pub fn check_model_gradients(
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(format!("gradient `{}` element {i} is {}", g.name, values[i]));
         }
-        coords.extend(values.iter().enumerate().map(|(i, &v)| (gi, pi, i, v as f64)));
+        coords.extend(values.iter().enumerate().map(|(i, &v)| (pi, i, v as f64)));
     }
-    let largest = coords.iter().map(|c| c.3.abs()).fold(0.0, f64::max);
+    let largest = coords.iter().map(|c| c.2.abs()).fold(0.0, f64::max);
     if coords.is_empty() || largest == 0.0 {
         return Err("every exported gradient is zero after loss and backward; backward computed nothing".into());
     }
@@ -168,7 +168,7 @@ pub fn check_model_gradients(
 
     // The largest half, then seeded random coordinates.
     let mut order: Vec<usize> = (0..coords.len()).collect();
-    order.sort_by(|&a, &b| coords[b].3.abs().total_cmp(&coords[a].3.abs()));
+    order.sort_by(|&a, &b| coords[b].2.abs().total_cmp(&coords[a].2.abs()));
     let mut chosen: Vec<usize> = order.iter().copied().take(options.coordinates.div_ceil(2)).collect();
     let mut rng = Rng::new(options.seed);
     let mut tries = 0;
@@ -182,12 +182,21 @@ pub fn check_model_gradients(
 
     let mut worst_ratio: f64 = 0.0;
     let mut failure = None;
+    // The parameters as imported for each probe: all as exported but the one tensor moved.
+    let mut state = params.clone();
     for &c in &chosen {
-        let (_, pi, i, analytic) = coords[c];
-        let theta = params[pi].to_f32().map_err(|e| e.to_string())?[i];
+        let (pi, i, analytic) = coords[c];
+        let mut values = params[pi].to_f32().map_err(|e| e.to_string())?;
+        let theta = values[i];
         let (up, down) = (theta + options.eps, theta - options.eps);
-        let l_up = loss_with(model, &params, pi, i, up, batch, targets);
-        let l_down = loss_with(model, &params, pi, i, down, batch, targets);
+        let mut loss_at = |value: f32| {
+            values[i] = value;
+            state[pi] = Tensor::f32(params[pi].name.as_str(), &params[pi].shape, &values);
+            model.import_state(StateGroup::MODEL, &state)?;
+            model.loss(batch, targets)
+        };
+        let (l_up, l_down) = (loss_at(up), loss_at(down));
+        state[pi] = params[pi].clone();
         let (l_up, l_down) = match (l_up, l_down) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
@@ -213,24 +222,6 @@ pub fn check_model_gradients(
         return Err(f);
     }
     Ok(GradReport { checked: chosen.len(), largest, worst_ratio })
-}
-
-/// The loss with element `i` of parameter tensor `pi` set to `value`.
-fn loss_with(
-    model: &mut (impl Trainable + ?Sized),
-    params: &[Tensor],
-    pi: usize,
-    i: usize,
-    value: f32,
-    batch: TokenBatch<'_>,
-    targets: &[u32],
-) -> Result<f32, String> {
-    let mut moved = params[pi].to_f32().map_err(|e| e.to_string())?;
-    moved[i] = value;
-    let mut state = params.to_vec();
-    state[pi] = Tensor::f32(params[pi].name.as_str(), &params[pi].shape, &moved);
-    model.import_state(StateGroup::MODEL, &state)?;
-    model.loss(batch, targets)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub fn run(config: &Config, options: &CheckOptions) -> Result<()> {
         if options.nondeterministic {
             suite = suite.nondeterministic();
         }
-        let report = suite.run_with(Some(&gpu));
+        let report = suite.run_loaded(plugin, Some(&gpu));
         println!("{report}");
         for check in report.failures() {
             if let Outcome::Fail(why) = &check.outcome {

@@ -260,10 +260,8 @@ pub struct StepOutcome {
 
 /// One training step: zero the gradients, loss, backward, optimizer step at `lr`.
 pub fn train_step(model: &mut PluginModel, batch: &Batch, lr: f64) -> Result<StepOutcome> {
-    model.zero_grad()?;
-    let loss = model.loss(TokenBatch::new(batch.batch, batch.seq, &batch.tokens), &batch.targets)?;
-    model.backward()?;
-    let stats = model.step(lr as f32)?;
+    let (loss, stats) =
+        model.train_step(TokenBatch::new(batch.batch, batch.seq, &batch.tokens), &batch.targets, lr as f32)?;
     Ok(StepOutcome { loss, grad_norm: stats.grad_norm })
 }
 

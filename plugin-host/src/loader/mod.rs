@@ -187,6 +187,21 @@ impl PluginModel {
     pub fn zero_grad(&mut self) -> Result<()> {
         plugin_result(&self.plugin, "zero_grad", self.inner.zero_grad())
     }
+    /// One training step in the order the plugin contract fixes (`ModelPlugin`'s documentation):
+    /// zero_grad, loss, backward, step. Returns the loss before the step and the step's stats.
+    /// The host's trainer and the test kit's checks both train through this.
+    pub fn train_step(
+        &mut self,
+        batch: TokenBatch<'_>,
+        targets: &[u32],
+        learning_rate: f32,
+    ) -> Result<(f32, StepStats)> {
+        self.zero_grad()?;
+        let loss = self.loss(batch, targets)?;
+        self.backward()?;
+        let stats = self.step(learning_rate)?;
+        Ok((loss, stats))
+    }
     pub fn state_schema(&self, group: StateGroup) -> Result<Vec<TensorSpec>> {
         plugin_result(&self.plugin, "state_schema", self.inner.state_schema(group)).map(Into::into)
     }
