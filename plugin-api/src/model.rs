@@ -62,7 +62,7 @@ pub type ModelBox = Model_TO<'static, RBox<()>>;
 ///   `forward` call; it returns the mean next-token cross-entropy in nats over all positions.
 /// - [`backward`](Self::backward) computes the gradients of that mean loss with respect to every
 ///   parameter and **adds** them to the gradient buffers, which only `zero_grad` clears. It refers
-///   to the most recent `loss`; after a `forward`, or before any `loss`, it returns an error.
+///   to the most recent `loss`; before any `loss` it returns an error.
 /// - [`step`](Self::step) applies the optimizer to the accumulated gradients; it does not clear them.
 /// - `state_schema`/`export_state`/`import_state` with [`StateGroup::MODEL`] are the parameters
 ///   (PyTorch's `state_dict()` names), with [`StateGroup::OPTIMIZER`] the optimizer's state, with
