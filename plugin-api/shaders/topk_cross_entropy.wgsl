@@ -34,7 +34,7 @@
 //   [ceil(positions / 64), miners, 1]).
 // Limits: miners <= max workgroups per dimension (65535); k * positions per
 // miner is unbounded (strided); vocab > k.
-// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, partial, workgroup_sum).
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, Lane, workgroup_sum) or workgroup_sum_subgroup.wgsl.
 
 struct Params {
     miners: u32,
@@ -86,7 +86,8 @@ fn target_probability(m: u32, p: u32) -> TargetProbability {
 }
 
 @compute @workgroup_size(256)
-fn miner_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn miner_loss(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let lid = lane.index;
     let m = wg.x;
     var acc = 0.0;
     if (m < params.miners) {
@@ -94,7 +95,7 @@ fn miner_loss(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
             acc -= target_probability(m, p).logp;
         }
     }
-    let total = workgroup_sum(lid, acc);
+    let total = workgroup_sum(lane, acc);
     if (lid == 0u && m < params.miners) {
         losses[m] = total / f32(params.positions);
     }

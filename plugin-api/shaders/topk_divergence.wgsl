@@ -40,7 +40,7 @@
 //   strided positions and a fixed tree reduction.
 // Limits: miners and count <= 65535; 2 * miners * k < 2^32 (stamps); the
 // scratch rows are count * vocab words each; work is O(positions * miners * (vocab + k)).
-// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, partial, workgroup_sum).
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, Lane, workgroup_sum) or workgroup_sum_subgroup.wgsl.
 
 struct Params {
     miners: u32,
@@ -78,7 +78,8 @@ fn stamp_top_k(row: u32, e0: u32, km: u32, stamp0: u32, lid: u32) {
 }
 
 @compute @workgroup_size(256)
-fn hellinger(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn hellinger(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let lid = lane.index;
     let p = params.first + wg.x;
     let row = wg.x * params.vocab;
     let miners = params.miners;
@@ -133,7 +134,7 @@ fn hellinger(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 acc += d * d;
             }
         }
-        let total = workgroup_sum(lid, acc);
+        let total = workgroup_sum(lane, acc);
         if (lid == 0u) {
             distances[m * params.positions + p] = sqrt(min(0.5 * total, 1.0));
         }
@@ -166,7 +167,8 @@ fn position_spread(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 @compute @workgroup_size(256)
-fn miner_excess(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn miner_excess(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let lid = lane.index;
     let m = wg.x;
     var acc = 0.0;
     if (m < params.miners && params.miners > 1u) {
@@ -177,7 +179,7 @@ fn miner_excess(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             acc += min(over * over * over, MAX_EXCESS);
         }
     }
-    let total = workgroup_sum(lid, acc);
+    let total = workgroup_sum(lane, acc);
     if (lid == 0u && m < params.miners) {
         excess[m] = total / f32(params.positions);
     }

@@ -5,7 +5,8 @@
 //!
 //! - [`gpu`]: a real compute context on the process's wgpu device (a GPU, or Mesa's lavapipe on
 //!   a machine without one), the same implementation the host gives a plugin, for building a model
-//!   or scorer in-process and checking its kernels;
+//!   or scorer in-process and checking its kernels; [`gpu_for`] opens the device with the
+//!   features the plugin declares, as the host would;
 //! - [`reference`]: seeded random inputs and plain f64 CPU references (matmul, softmax,
 //!   cross-entropy, layer norm, GELU) with [`reference::assert_close`];
 //! - [`gradcheck`]: finite-difference gradients of any function, and of a model's loss through its
@@ -28,7 +29,7 @@ pub mod reference;
 
 use std::{
     path::PathBuf,
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 pub use conformance::{Check, Conformance, Outcome, Report};
@@ -53,6 +54,47 @@ pub fn device() -> Arc<GpuDevice> {
 /// A fresh compute context on [`device`], as a plugin instance gets one from the host.
 pub fn gpu(label: &str) -> neuron_plugin_api::Gpu {
     device().context(label).into_gpu()
+}
+
+/// The device the host would open for `plugin` alone: the same adapter as [`device`], with the
+/// features the plugin requires and those it uses if available (`use_feature_if_available`)
+/// where the adapter offers them. Opened once per distinct set of requirements. Panics with the
+/// host's one-line reason when the adapter lacks a required feature or limit.
+pub fn device_for(plugin: &neuron_plugin_api::Plugin) -> Arc<GpuDevice> {
+    static DEVICES: Mutex<Vec<(String, Arc<GpuDevice>)>> = Mutex::new(Vec::new());
+    let info = plugin.info();
+    if info.gpu.features.is_empty() && info.gpu.optional_features.is_empty() && info.gpu.limits.is_empty() {
+        return device();
+    }
+    let key = format!("{:?}", info.gpu);
+    let mut devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, d)) = devices.iter().find(|(k, _)| *k == key) {
+        return d.clone();
+    }
+    let requirement = neuron_plugin_host::gpu::Requirement { plugin: info.name.as_str(), gpu: &info.gpu };
+    let d = GpuDevice::open(&GpuOptions::from_env(), &[requirement]).unwrap_or_else(|e| panic!("{e}"));
+    devices.push((key, d.clone()));
+    d
+}
+
+/// A fresh compute context on [`device_for`]`(plugin)`.
+pub fn gpu_for(plugin: &neuron_plugin_api::Plugin, label: &str) -> neuron_plugin_api::Gpu {
+    device_for(plugin).context(label).into_gpu()
+}
+
+/// Compute contexts for every path `plugin` can take on this adapter: one on the plain
+/// [`device`], then one on [`device_for`]`(plugin)` when that device has features enabled that
+/// the plain one lacks (a feature the plugin uses if available, such as `SUBGROUP` on lavapipe).
+/// Run a kernel's reference checks on each, so that both the fast path and its fallback are
+/// tested wherever the adapter can run them.
+pub fn gpus_for(plugin: &neuron_plugin_api::Plugin, label: &str) -> Vec<neuron_plugin_api::Gpu> {
+    let plain = gpu(label);
+    let own = gpu_for(plugin, label);
+    if own.adapter().features == plain.adapter().features {
+        vec![plain]
+    } else {
+        vec![plain, own]
+    }
 }
 
 /// The shared library cargo built for the library target `name` of the crate under test

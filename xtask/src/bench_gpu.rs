@@ -4,6 +4,8 @@
 //! 1. Matmul GFLOP/s at n = 1024..8192 (the plugin's kernels and a one-output-per-thread
 //!    baseline in the same run), as a fraction of the adapter's fp32 peak where it is known
 //!    (`GPU_FP32_PEAK_TFLOPS` sets it for an adapter not in [`FP32_PEAK_TFLOPS`]).
+//!    Then the kernels that sum over a workgroup on each reduction prelude the device runs
+//!    (subgroup operations against the tree), as times and ratios.
 //! 2. GPT-2 124M training tokens/s and device memory at the largest batch of 1024-token
 //!    sequences that fits (from `BENCH_GPU_BATCH`, default 16, halving on failure).
 //! 3. The same model, batch and sequence in PyTorch eager, fp32 with TF32 off and bf16 autocast
@@ -128,6 +130,13 @@ pub fn bench_gpu() {
                 println!("n={n}: best {best:.1} GFLOP/s (fp32 peak of {adapter} unknown: set GPU_FP32_PEAK_TFLOPS)")
             }
         }
+    }
+
+    println!("\n## Workgroup reductions: the subgroup prelude against the tree, in one run");
+    // The gradient norm, the loss and top-k over GPT-2's vocabulary on each prelude the device
+    // runs; a failure here is reported and the rest goes on.
+    if let Err(e) = bench("kernels", &["reduce"], &[]) {
+        println!("the reduction bench failed: {e}");
     }
 
     let mut batch: u32 = env::var("BENCH_GPU_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);

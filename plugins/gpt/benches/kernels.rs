@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use gpt::kernels::{AdamWParams, Form, Kernels, View, MATMUL};
-use neuron_plugin_api::{Gpu, Kernel};
-use neuron_plugin_testkit::{GpuDevice, GpuOptions};
+use gpt::kernels::{AdamWParams, CrossEntropyParams, Form, Kernels, View, MATMUL};
+use neuron_plugin_api::{shaders::Reduction, Gpu, Kernel};
 
 /// The baseline: each thread computes one output with a plain loop over k.
 const NAIVE: &str = r#"
@@ -52,10 +51,11 @@ fn time(gpu: &Gpu, rounds: usize, record: impl Fn(&mut neuron_plugin_api::Batch<
 }
 
 fn main() {
-    let device = GpuDevice::open(&GpuOptions::from_env(), &[]).expect("a GPU adapter");
+    // The device the host opens for the plugin: with SUBGROUP where the adapter offers it.
+    let device = neuron_plugin_testkit::device_for(&gpt::plugin());
     let gpu = device.context("bench").into_gpu();
     println!("adapter: {}", device.describe());
-    let mut k = Kernels::new(&gpu).unwrap();
+    let mut k = Kernels::new(&gpu, Reduction::for_gpu(&gpu)).unwrap();
     let naive: Kernel = gpu.compile(NAIVE, "naive").unwrap();
     let _ = MATMUL;
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -211,5 +211,57 @@ fn main() {
             adam * 1e3,
             gelu * 1e3
         );
+    }
+    if want("reduce") {
+        // The kernels that sum over a workgroup, compiled after each prelude the device runs:
+        // the gradient norm over 30M floats, and the loss (logsumexp, max and sum over the row)
+        // and top-8 of 64 rows of GPT-2's vocabulary.
+        let n = 30_000_000u32;
+        let (rows, vocab) = (64u32, 50257u32);
+        let g = gpu.buffer_from(&vec![1e-3f32; n as usize], "g").unwrap();
+        let partials = gpu.zeros_f32(n.div_ceil(4096) as usize, "partials").unwrap();
+        let scalars = gpu.zeros_f32(4, "scalars").unwrap();
+        let logits: Vec<f32> = (0..rows * vocab).map(|i| ((i % 977) as f32) * 1e-3).collect();
+        let logits = gpu.buffer_from(&logits, "logits").unwrap();
+        let targets = gpu.buffer_from(&vec![7u32; rows as usize], "targets").unwrap();
+        let losses = gpu.zeros_f32(rows as usize, "losses").unwrap();
+        let ids = gpu.buffer_from(&vec![0u32; rows as usize * 8], "ids").unwrap();
+        let logprobs = gpu.zeros_f32(rows as usize * 8, "logprobs").unwrap();
+        let offered = Reduction::for_gpu(&gpu);
+        println!("| reduction | gradient norm, 30M floats | loss, 64 x 50257 | top-8, 64 x 50257 |");
+        println!("|---|---|---|---|");
+        let mut tree: Option<[f64; 3]> = None;
+        for reduction in [Reduction::Tree, Reduction::Subgroup] {
+            if reduction == Reduction::Subgroup && offered != Reduction::Subgroup {
+                println!("| subgroup | adapter lacks SUBGROUP | | |");
+                continue;
+            }
+            let k = Kernels::new(&gpu, reduction).unwrap();
+            let norm = time(&gpu, 5, |b| {
+                let count = k.sum_squares(b, g.all(), 0, n, partials.all(), 0);
+                k.sum(b, partials.all(), count, 1.0, scalars.all(), 0);
+            });
+            // write_grad off: the logits stay as they are for every round.
+            let p = CrossEntropyParams { rows, vocab, k: 8, scale: 1.0, ..Default::default() };
+            let loss = time(&gpu, 5, |b| {
+                b.dispatch_with(&k.cross_entropy, &[targets.all(), logits.all(), losses.all()], [rows, 1, 1], &p);
+            });
+            let top = time(&gpu, 5, |b| {
+                b.dispatch_with(&k.top_k, &[logits.all(), ids.all(), logprobs.all()], [rows, 1, 1], &p);
+            });
+            let times = [norm, loss, top];
+            let cell = |i: usize| match tree {
+                Some(t) => format!("{:.2} ms ({:.2}x the tree)", times[i] * 1e3, t[i] / times[i]),
+                None => format!("{:.2} ms", times[i] * 1e3),
+            };
+            println!("| {reduction:?} | {} | {} | {} |", cell(0), cell(1), cell(2));
+            println!(
+                "RESULT reduce {reduction:?} norm_ms={:.3} loss_ms={:.3} topk_ms={:.3}",
+                norm * 1e3,
+                loss * 1e3,
+                top * 1e3
+            );
+            tree.get_or_insert(times);
+        }
     }
 }

@@ -8,7 +8,8 @@
 //                  ids[(off + r) * k + i] and logprobs[(off + r) * k + i] = logit - logsumexp(row)
 //                  (each of the k rounds finds the best entry ranked after the previous winner in
 //                  the order (value desc, id asc): no sorting, no scratch, logits untouched)
-// Reductions are fixed trees over 256 threads: deterministic.
+// Sums and maxima over the row come from the prelude (a fixed tree, or subgroup operations where
+// the device has them); the top-k rounds use their own fixed tree: deterministic.
 //
 // Bindings (group 0, in order): cross_entropy targets (read), logits (read_write), losses
 // (read_write); top_k scores (read), ids (read_write), logprobs (read_write); uniform p.
@@ -35,48 +36,35 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> logprobs: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, Lane, workgroup_sum, workgroup_max) or workgroup_sum_subgroup.wgsl, as plugins/gpt/src/kernels.rs does.
 const NEG: f32 = -3.4e38;
 const NONE: u32 = 0xffffffffu;
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
 
-fn workgroup_max(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
 @compute @workgroup_size(256)
-fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let lid = lane.index;
     let base = wg.x * p.vocab;
     var m = NEG;
-    for (var v = lid.x; v < p.vocab; v += WG) {
+    for (var v = lid; v < p.vocab; v += WG) {
         m = max(m, logits[base + v]);
     }
-    m = workgroup_max(m, lid.x);
+    m = workgroup_max(lane, m);
     let tgt = targets[p.row_offset + wg.x];
     // Read before the last reduction's barriers: nothing writes the row until after them.
     let target_logit = logits[base + tgt];
     var s = 0.0;
-    for (var v = lid.x; v < p.vocab; v += WG) {
+    for (var v = lid; v < p.vocab; v += WG) {
         s += exp(logits[base + v] - m);
     }
-    let lse = m + log(workgroup_sum(lid.x, s));
-    if (lid.x == 0u) {
+    let lse = m + log(workgroup_sum(lane, s));
+    if (lid == 0u) {
         losses[p.row_offset + wg.x] = lse - target_logit;
     }
     if (p.write_grad != 0u) {
-        for (var v = lid.x; v < p.vocab; v += WG) {
+        for (var v = lid; v < p.vocab; v += WG) {
             var g = exp(logits[base + v] - lse);
             if (v == tgt) {
                 g -= 1.0;
@@ -92,24 +80,25 @@ fn ranks_before(x: f32, i: u32, y: f32, j: u32) -> bool {
 }
 
 @compute @workgroup_size(256)
-fn top_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn top_k(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let lid = lane.index;
     let base = wg.x * p.vocab;
     var m = NEG;
-    for (var v = lid.x; v < p.vocab; v += WG) {
+    for (var v = lid; v < p.vocab; v += WG) {
         m = max(m, scores[base + v]);
     }
-    m = workgroup_max(m, lid.x);
+    m = workgroup_max(lane, m);
     var s = 0.0;
-    for (var v = lid.x; v < p.vocab; v += WG) {
+    for (var v = lid; v < p.vocab; v += WG) {
         s += exp(scores[base + v] - m);
     }
-    let lse = m + log(workgroup_sum(lid.x, s));
+    let lse = m + log(workgroup_sum(lane, s));
     var prev_v = 0.0;
     var prev_i = NONE;
     for (var round = 0u; round < p.k; round++) {
         var best_v = NEG;
         var best_i = NONE;
-        for (var v = lid.x; v < p.vocab; v += WG) {
+        for (var v = lid; v < p.vocab; v += WG) {
             let x = scores[base + v];
             let after_prev = prev_i == NONE || ranks_before(prev_v, prev_i, x, v);
             if (after_prev && (best_i == NONE || ranks_before(x, v, best_v, best_i))) {
@@ -117,16 +106,16 @@ fn top_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
                 best_i = v;
             }
         }
-        red[lid.x] = best_v;
-        red_i[lid.x] = best_i;
+        red[lid] = best_v;
+        red_i[lid] = best_i;
         workgroupBarrier();
         for (var st = WG / 2u; st > 0u; st >>= 1u) {
-            if (lid.x < st) {
-                let ov = red[lid.x + st];
-                let oi = red_i[lid.x + st];
-                if (oi != NONE && (red_i[lid.x] == NONE || ranks_before(ov, oi, red[lid.x], red_i[lid.x]))) {
-                    red[lid.x] = ov;
-                    red_i[lid.x] = oi;
+            if (lid < st) {
+                let ov = red[lid + st];
+                let oi = red_i[lid + st];
+                if (oi != NONE && (red_i[lid] == NONE || ranks_before(ov, oi, red[lid], red_i[lid]))) {
+                    red[lid] = ov;
+                    red_i[lid] = oi;
                 }
             }
             workgroupBarrier();
@@ -134,7 +123,7 @@ fn top_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
         prev_v = red[0];
         prev_i = red_i[0];
         workgroupBarrier();
-        if (lid.x == 0u) {
+        if (lid == 0u) {
             ids[(p.row_offset + wg.x) * p.k + round] = prev_i;
             logprobs[(p.row_offset + wg.x) * p.k + round] = prev_v - lse;
         }

@@ -31,33 +31,35 @@ struct Params {
 
 const PER_THREAD: u32 = 16u;
 
-// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, workgroup_sum), as plugins/gpt/src/kernels.rs does.
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, Lane, workgroup_sum) or workgroup_sum_subgroup.wgsl, as plugins/gpt/src/kernels.rs does.
 
 @compute @workgroup_size(256)
-fn sum_squares_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn sum_squares_partial(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let lid = lane.index;
     let start = wg.x * WG * PER_THREAD;
     var s = 0.0;
     for (var j = 0u; j < PER_THREAD; j++) {
-        let i = start + j * WG + lid.x;
+        let i = start + j * WG + lid;
         if (i < p.n) {
             let v = x[p.off + i];
             s = fma(v, v, s);
         }
     }
-    let total = workgroup_sum(lid.x, s);
-    if (lid.x == 0u) {
+    let total = workgroup_sum(lane, s);
+    if (lid == 0u) {
         partials[p.base + wg.x] = total;
     }
 }
 
 @compute @workgroup_size(256)
-fn sum_partial(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn sum_partial(lane: Lane) {
+    let lid = lane.index;
     var s = 0.0;
-    for (var i = lid.x; i < p.n; i += WG) {
+    for (var i = lid; i < p.n; i += WG) {
         s += x[p.off + i];
     }
-    let total = workgroup_sum(lid.x, s);
-    if (lid.x == 0u) {
+    let total = workgroup_sum(lane, s);
+    if (lid == 0u) {
         out[p.out_index] = total * p.scale;
     }
 }

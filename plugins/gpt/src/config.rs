@@ -23,6 +23,10 @@ pub struct GptConfig {
     pub eps: f32,
     /// Global gradient-norm clip; 0 disables clipping.
     pub grad_clip: f32,
+    /// Sum over workgroups with subgroup operations where the device has them (the default);
+    /// `false` keeps the plain tree everywhere. A choice of how to run, not of the model: it is
+    /// not in [`GptConfig::to_toml`], so checkpoints neither save nor compare it.
+    pub subgroups: bool,
 }
 
 /// Names of the presets, for messages.
@@ -59,6 +63,7 @@ impl GptConfig {
             beta2: 0.95,
             eps: 1e-8,
             grad_clip: 1.0,
+            subgroups: true,
         })
     }
 
@@ -81,6 +86,7 @@ impl GptConfig {
         c.beta2 = cfg.get("beta2", c.beta2)?;
         c.eps = cfg.get("eps", c.eps)?;
         c.grad_clip = cfg.get("grad_clip", c.grad_clip)?;
+        c.subgroups = cfg.get("subgroups", c.subgroups)?;
         cfg.finish()?;
         c.check()?;
         Ok(c)
@@ -136,7 +142,8 @@ impl GptConfig {
         self.n_embd / self.n_head
     }
 
-    /// The effective configuration as TOML (presets expanded), as checkpoints save it.
+    /// The effective configuration as TOML (presets expanded), as checkpoints save it: the model's
+    /// shape, initialisation and optimizer, not `subgroups`.
     pub fn to_toml(&self) -> String {
         format!(
             "preset = \"{}\"\nn_layer = {}\nn_head = {}\nn_embd = {}\nblock_size = {}\nvocab_size = {}\n\

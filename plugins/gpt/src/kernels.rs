@@ -3,7 +3,8 @@
 
 use neuron_plugin_api::{
     bytemuck::{Pod, Zeroable},
-    shaders, Batch, BufferSlice, Gpu, Kernel, KernelDecl, Result,
+    shaders::Reduction,
+    Batch, BufferSlice, Gpu, Kernel, KernelDecl, Result,
 };
 
 pub const MATMUL: &str = include_str!("../shaders/matmul.wgsl");
@@ -12,10 +13,10 @@ pub const LAYERNORM: &str = include_str!("../shaders/layernorm.wgsl");
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
 pub const RESIDUAL: &str = include_str!("../shaders/residual.wgsl");
 pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
-/// Compiled after plugin-api's workgroup-sum prelude ([`shaders::with_prelude`]).
+/// Compiled after one of plugin-api's reduction preludes ([`Reduction::with_prelude`]).
 pub const CROSS_ENTROPY: &str = include_str!("../shaders/cross_entropy.wgsl");
 pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
-/// Compiled after plugin-api's workgroup-sum prelude ([`shaders::with_prelude`]).
+/// Compiled after one of plugin-api's reduction preludes ([`Reduction::with_prelude`]).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 pub const ADAMW: &str = include_str!("../shaders/adamw.wgsl");
 
@@ -119,14 +120,18 @@ pub struct Kernels {
     pub adamw: Kernel,
     /// The adapter's workgroups-per-dimension limit.
     pub max_groups: u32,
+    /// The prelude `cross_entropy`, `top_k` and the reductions were compiled after.
+    pub reduction: Reduction,
 }
 
 impl Kernels {
     /// Compiles every kernel, each declared with its storage bindings in binding order and its
-    /// uniform struct, which `Gpu::kernel` checks against the WGSL.
-    pub fn new(gpu: &Gpu) -> Result<Self> {
-        let cross_entropy = shaders::with_prelude(CROSS_ENTROPY);
-        let reduce = shaders::with_prelude(REDUCE);
+    /// uniform struct, which `Gpu::kernel` checks against the WGSL. The kernels that sum over a
+    /// workgroup are compiled after `reduction`'s prelude; [`Reduction::Subgroup`] needs a device
+    /// with `SUBGROUP` enabled ([`Reduction::for_gpu`] says whether it has).
+    pub fn new(gpu: &Gpu, reduction: Reduction) -> Result<Self> {
+        let cross_entropy = reduction.with_prelude(CROSS_ENTROPY);
+        let reduce = reduction.with_prelude(REDUCE);
         Ok(Self {
             matmul_nt: gpu.kernel(
                 KernelDecl::new(MATMUL, "matmul_nt")
@@ -295,6 +300,7 @@ impl Kernels {
                     .uniform::<AdamWParams>(),
             )?,
             max_groups: gpu.adapter().limits.max_compute_workgroups_per_dimension.max(1),
+            reduction,
         })
     }
 

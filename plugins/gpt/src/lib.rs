@@ -21,7 +21,10 @@ pub use model::{Gpt, GptOptions};
 
 /// The plugin's declaration.
 pub fn plugin() -> Plugin {
-    Plugin::new("gpt", "GPT-2-architecture language model: forward, backward and AdamW as WGSL kernels").model(Gpt::new)
+    Plugin::new("gpt", "GPT-2-architecture language model: forward, backward and AdamW as WGSL kernels")
+        // Sums over a workgroup on subgroup operations where the adapter has them.
+        .use_feature_if_available("SUBGROUP")
+        .model(Gpt::new)
 }
 
 export_plugin!(plugin);

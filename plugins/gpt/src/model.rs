@@ -4,8 +4,8 @@
 //! for (logits, or top-k entries computed on the GPU).
 
 use neuron_plugin_api::{
-    tracing, Batch, Buffer, DType, ForwardOutput, Gpu, ModelDescription, ModelPlugin, OutputKind, OutputRequest,
-    PluginError, Positions, Result, StateGroup, StepStats, Tensor, TensorSpec, TokenBatch,
+    shaders::Reduction, tracing, Batch, Buffer, DType, ForwardOutput, Gpu, ModelDescription, ModelPlugin, OutputKind,
+    OutputRequest, PluginError, Positions, Result, StateGroup, StepStats, Tensor, TensorSpec, TokenBatch,
 };
 
 use crate::{
@@ -136,7 +136,8 @@ impl Gpt {
         let max_elems = (binding / 4).min(u64::from(u32::MAX)) as usize;
         let split_elems = options.max_binding_bytes.map_or(max_elems, |b| (b as usize / 4).min(max_elems));
         let layout = Layout::new(&cfg, split_elems)?;
-        let k = Kernels::new(&gpu)?;
+        let reduction = if cfg.subgroups { Reduction::for_gpu(&gpu) } else { Reduction::Tree };
+        let k = Kernels::new(&gpu, reduction)?;
         let mut shards = Vec::new();
         for (i, values) in layout.initial_values(cfg.seed).into_iter().enumerate() {
             let n = values.len();
@@ -160,6 +161,7 @@ impl Gpt {
             width = cfg.n_embd,
             parameters = layout.parameters(),
             shards = shards.len(),
+            reductions = ?reduction,
             "gpt model ready"
         );
         Ok(Self {

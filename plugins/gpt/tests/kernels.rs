@@ -8,7 +8,7 @@ use common::*;
 use gpt::kernels::{
     AdamWParams, AttentionParams, CrossEntropyParams, EmbeddingParams, Form, Kernels, LayerNormParams, View,
 };
-use neuron_plugin_api::{bytemuck::Pod, Buffer, Gpu};
+use neuron_plugin_api::{bytemuck::Pod, shaders::Reduction, Buffer, Gpu};
 
 struct Fixture {
     gpu: Gpu,
@@ -16,9 +16,27 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(Reduction::Tree)
+}
+
+fn fixture_with(reduction: Reduction) -> Fixture {
     let gpu = gpu();
-    let k = Kernels::new(&gpu).unwrap();
+    let k = Kernels::new(&gpu, reduction).unwrap();
     Fixture { gpu, k }
+}
+
+/// One fixture per reduction prelude the device can run (the tree; subgroups where enabled, as
+/// on lavapipe): the kernels that sum over a workgroup are checked on each.
+fn fixtures() -> Vec<Fixture> {
+    let all = reductions(&gpu());
+    if is_lavapipe() {
+        assert!(all.contains(&Reduction::Subgroup), "lavapipe offers SUBGROUP: the subgroup path must be checked here");
+    }
+    all.into_iter().map(fixture_with).collect()
+}
+
+fn is_lavapipe() -> bool {
+    gpu().adapter().name.to_ascii_lowercase().contains("llvmpipe")
 }
 
 impl Fixture {
@@ -303,48 +321,53 @@ fn attention_forward_and_backward_match_the_reference() {
 #[test]
 fn cross_entropy_gives_loss_and_dlogits_and_top_k_ranks_with_ties() {
     // Tolerance 1e-5 + 1e-5 |ref| over a 300-entry vocabulary (not a multiple of 256 threads).
-    let f = fixture();
-    let mut r = Rand::new(6);
-    let (rows, v) = (5u32, 300u32);
-    let mut logits = r.vec((rows * v) as usize, 4.0);
-    // Ties: row 0 has three equal maxima; top-k must give the lower ids first.
-    for i in [7usize, 150, 299] {
-        logits[i] = 9.0;
-    }
-    let targets: Vec<u32> = vec![0, 0, 5, 299, 42, 7, 1];
-    let (tb, lb, lossb) = (f.buf(&targets), f.buf(&logits), f.buf(&[0.0f32; 7]));
-    let k = 4u32;
-    let (sb, ib, pb) =
-        (f.buf(&logits), f.buf(&vec![0u32; (rows * k) as usize + 8]), f.buf(&vec![0.0f32; (rows * k) as usize + 8]));
-    // Rows are the chunk at offset 2 of the targets and losses (as the model's logit chunks are).
-    let p = CrossEntropyParams { rows, vocab: v, row_offset: 2, write_grad: 1, k, scale: 0.25, ..Default::default() };
-    let mut b = f.gpu.batch();
-    b.dispatch_with(&f.k.cross_entropy, &[tb.all(), lb.all(), lossb.all()], [rows, 1, 1], &p);
-    b.dispatch_with(&f.k.top_k, &[sb.all(), ib.all(), pb.all()], [rows, 1, 1], &p);
-    b.submit().unwrap();
-    let (mut losses, mut dlogits) = (vec![0.0; 7], vec![0.0; logits.len()]);
-    for row in 0..rows as usize {
-        let lr = &logits[row * v as usize..(row + 1) * v as usize];
-        let m = lr.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
-        let lse = m + lr.iter().map(|&x| (f64::from(x) - m).exp()).sum::<f64>().ln();
-        let tgt = targets[2 + row] as usize;
-        losses[2 + row] = lse - f64::from(lr[tgt]);
-        for (j, &x) in lr.iter().enumerate() {
-            dlogits[row * v as usize + j] = ((f64::from(x) - lse).exp() - if j == tgt { 1.0 } else { 0.0 }) * 0.25;
+    for f in fixtures() {
+        let mut r = Rand::new(6);
+        let (rows, v) = (5u32, 300u32);
+        let mut logits = r.vec((rows * v) as usize, 4.0);
+        // Ties: row 0 has three equal maxima; top-k must give the lower ids first.
+        for i in [7usize, 150, 299] {
+            logits[i] = 9.0;
         }
+        let targets: Vec<u32> = vec![0, 0, 5, 299, 42, 7, 1];
+        let (tb, lb, lossb) = (f.buf(&targets), f.buf(&logits), f.buf(&[0.0f32; 7]));
+        let k = 4u32;
+        let (sb, ib, pb) = (
+            f.buf(&logits),
+            f.buf(&vec![0u32; (rows * k) as usize + 8]),
+            f.buf(&vec![0.0f32; (rows * k) as usize + 8]),
+        );
+        // Rows are the chunk at offset 2 of the targets and losses (as the model's logit chunks are).
+        let p =
+            CrossEntropyParams { rows, vocab: v, row_offset: 2, write_grad: 1, k, scale: 0.25, ..Default::default() };
+        let mut b = f.gpu.batch();
+        b.dispatch_with(&f.k.cross_entropy, &[tb.all(), lb.all(), lossb.all()], [rows, 1, 1], &p);
+        b.dispatch_with(&f.k.top_k, &[sb.all(), ib.all(), pb.all()], [rows, 1, 1], &p);
+        b.submit().unwrap();
+        let (mut losses, mut dlogits) = (vec![0.0; 7], vec![0.0; logits.len()]);
+        for row in 0..rows as usize {
+            let lr = &logits[row * v as usize..(row + 1) * v as usize];
+            let m = lr.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+            let lse = m + lr.iter().map(|&x| (f64::from(x) - m).exp()).sum::<f64>().ln();
+            let tgt = targets[2 + row] as usize;
+            losses[2 + row] = lse - f64::from(lr[tgt]);
+            for (j, &x) in lr.iter().enumerate() {
+                dlogits[row * v as usize + j] = ((f64::from(x) - lse).exp() - if j == tgt { 1.0 } else { 0.0 }) * 0.25;
+            }
+        }
+        assert_close("losses", &f.read(&lossb), &losses, 1e-5, 1e-5);
+        assert_close("dlogits", &f.read(&lb), &dlogits, 1e-6, 1e-5);
+        let ids: Vec<u32> = f.gpu.read(&ib).unwrap();
+        let lps = f.read(&pb);
+        for row in 0..rows as usize {
+            let o = (2 + row) * k as usize;
+            let (want_ids, want_lps) =
+                neuron_plugin_api::top_k_logprobs(&logits[row * v as usize..(row + 1) * v as usize], k as usize);
+            assert_eq!(&ids[o..o + k as usize], &want_ids[..], "row {row}");
+            assert_close("top-k logprobs", &lps[o..o + k as usize], &f64s(&want_lps), 1e-5, 1e-5);
+        }
+        assert_eq!(&ids[8..11], &[7, 150, 299], "ties go to the lower id first");
     }
-    assert_close("losses", &f.read(&lossb), &losses, 1e-5, 1e-5);
-    assert_close("dlogits", &f.read(&lb), &dlogits, 1e-6, 1e-5);
-    let ids: Vec<u32> = f.gpu.read(&ib).unwrap();
-    let lps = f.read(&pb);
-    for row in 0..rows as usize {
-        let o = (2 + row) * k as usize;
-        let (want_ids, want_lps) =
-            neuron_plugin_api::top_k_logprobs(&logits[row * v as usize..(row + 1) * v as usize], k as usize);
-        assert_eq!(&ids[o..o + k as usize], &want_ids[..], "row {row}");
-        assert_close("top-k logprobs", &lps[o..o + k as usize], &f64s(&want_lps), 1e-5, 1e-5);
-    }
-    assert_eq!(&ids[8..11], &[7, 150, 299], "ties go to the lower id first");
 }
 
 #[test]
@@ -441,60 +464,61 @@ fn embedding_forward_and_backward_over_a_split_table() {
 fn gradient_norm_and_adamw_with_clipping_and_decay() {
     // Norm over 10000 + 70 elements in two buffers (ragged against the 4096-element segments),
     // tolerance 1e-6 relative; AdamW two steps with the clip active, tolerance 1e-6 + 1e-5 |ref|.
-    let f = fixture();
-    let mut r = Rand::new(8);
-    let (n0, n1) = (10_000usize, 70usize);
-    let g0 = r.vec(n0, 0.1);
-    let g1 = r.vec(n1, 0.1);
-    let w0 = r.vec(n0, 1.0);
-    let (gb0, gb1) = (f.buf(&g0), f.buf(&g1));
-    let (wb, mb, vb) = (f.buf(&w0), f.buf(&vec![0.0f32; n0]), f.buf(&vec![0.0f32; n0]));
-    let (partials, scalars) = (f.buf(&[0.0f32; 8]), f.buf(&[0.0f32; 4]));
-    let (lr, b1, b2, eps, wd, clip) = (1e-2f32, 0.9f32, 0.95f32, 1e-8f32, 0.1f32, 1.0f32);
-    let (mut w, mut m, mut v) = (f64s(&w0), vec![0.0; n0], vec![0.0; n0]);
-    let norm2: f64 = g0.iter().chain(&g1).map(|&g| f64::from(g) * f64::from(g)).sum();
-    let norm = norm2.sqrt();
-    assert!(norm > f64::from(clip), "the test means to clip");
-    for step in 1..=2 {
-        let mut b = f.gpu.batch();
-        let mut base = f.k.sum_squares(&mut b, gb0.all(), 0, n0 as u32, partials.all(), 0);
-        base += f.k.sum_squares(&mut b, gb1.all(), 0, n1 as u32, partials.all(), base);
-        assert_eq!(base, 4);
-        f.k.sum(&mut b, partials.all(), base, 1.0, scalars.all(), 0);
-        // Decay on the first 6000 elements only, as the model splits a shard.
-        for (off, n, decay) in [(0u32, 6000u32, wd), (6000, n0 as u32 - 6000, 0.0)] {
-            let p = AdamWParams {
-                n,
-                off,
-                lr,
-                beta1: b1,
-                beta2: b2,
-                eps,
-                weight_decay: decay,
-                bc1: 1.0 - b1.powi(step),
-                bc2: 1.0 - b2.powi(step),
-                max_norm: clip,
-                ..Default::default()
-            };
-            f.k.adamw(&mut b, [gb0.all(), scalars.all(), wb.all(), mb.all(), vb.all()], &p);
-        }
-        let rd = b.read(scalars.range(0, 4));
-        let got = b.submit().unwrap().get::<f32>(rd).unwrap()[0];
-        assert!((f64::from(got) - norm2).abs() <= 1e-6 * norm2, "squared norm {got} vs {norm2}");
-        let scale = f64::from(clip) / (norm + 1e-6);
-        let (lr, b1, b2) = (f64::from(lr), f64::from(b1), f64::from(b2));
-        for i in 0..n0 {
-            let g = f64::from(g0[i]) * scale;
-            m[i] = b1 * m[i] + (1.0 - b1) * g;
-            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-            if i < 6000 {
-                w[i] -= lr * f64::from(wd) * w[i];
+    for f in fixtures() {
+        let mut r = Rand::new(8);
+        let (n0, n1) = (10_000usize, 70usize);
+        let g0 = r.vec(n0, 0.1);
+        let g1 = r.vec(n1, 0.1);
+        let w0 = r.vec(n0, 1.0);
+        let (gb0, gb1) = (f.buf(&g0), f.buf(&g1));
+        let (wb, mb, vb) = (f.buf(&w0), f.buf(&vec![0.0f32; n0]), f.buf(&vec![0.0f32; n0]));
+        let (partials, scalars) = (f.buf(&[0.0f32; 8]), f.buf(&[0.0f32; 4]));
+        let (lr, b1, b2, eps, wd, clip) = (1e-2f32, 0.9f32, 0.95f32, 1e-8f32, 0.1f32, 1.0f32);
+        let (mut w, mut m, mut v) = (f64s(&w0), vec![0.0; n0], vec![0.0; n0]);
+        let norm2: f64 = g0.iter().chain(&g1).map(|&g| f64::from(g) * f64::from(g)).sum();
+        let norm = norm2.sqrt();
+        assert!(norm > f64::from(clip), "the test means to clip");
+        for step in 1..=2 {
+            let mut b = f.gpu.batch();
+            let mut base = f.k.sum_squares(&mut b, gb0.all(), 0, n0 as u32, partials.all(), 0);
+            base += f.k.sum_squares(&mut b, gb1.all(), 0, n1 as u32, partials.all(), base);
+            assert_eq!(base, 4);
+            f.k.sum(&mut b, partials.all(), base, 1.0, scalars.all(), 0);
+            // Decay on the first 6000 elements only, as the model splits a shard.
+            for (off, n, decay) in [(0u32, 6000u32, wd), (6000, n0 as u32 - 6000, 0.0)] {
+                let p = AdamWParams {
+                    n,
+                    off,
+                    lr,
+                    beta1: b1,
+                    beta2: b2,
+                    eps,
+                    weight_decay: decay,
+                    bc1: 1.0 - b1.powi(step),
+                    bc2: 1.0 - b2.powi(step),
+                    max_norm: clip,
+                    ..Default::default()
+                };
+                f.k.adamw(&mut b, [gb0.all(), scalars.all(), wb.all(), mb.all(), vb.all()], &p);
             }
-            let (mh, vh) = (m[i] / (1.0 - b1.powi(step)), v[i] / (1.0 - b2.powi(step)));
-            w[i] -= lr * mh / (vh.sqrt() + f64::from(eps));
+            let rd = b.read(scalars.range(0, 4));
+            let got = b.submit().unwrap().get::<f32>(rd).unwrap()[0];
+            assert!((f64::from(got) - norm2).abs() <= 1e-6 * norm2, "squared norm {got} vs {norm2}");
+            let scale = f64::from(clip) / (norm + 1e-6);
+            let (lr, b1, b2) = (f64::from(lr), f64::from(b1), f64::from(b2));
+            for i in 0..n0 {
+                let g = f64::from(g0[i]) * scale;
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                if i < 6000 {
+                    w[i] -= lr * f64::from(wd) * w[i];
+                }
+                let (mh, vh) = (m[i] / (1.0 - b1.powi(step)), v[i] / (1.0 - b2.powi(step)));
+                w[i] -= lr * mh / (vh.sqrt() + f64::from(eps));
+            }
         }
+        assert_close("adamw params", &f.read(&wb), &w, 1e-6, 1e-5);
+        assert_close("adamw exp_avg", &f.read(&mb), &m, 1e-9, 1e-5);
+        assert_close("adamw exp_avg_sq", &f.read(&vb), &v, 1e-12, 1e-5);
     }
-    assert_close("adamw params", &f.read(&wb), &w, 1e-6, 1e-5);
-    assert_close("adamw exp_avg", &f.read(&mb), &m, 1e-9, 1e-5);
-    assert_close("adamw exp_avg_sq", &f.read(&vb), &v, 1e-12, 1e-5);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use neuron_plugin_api::{ErrorKind, ModelPlugin, OutputRequest, StateGroup, TokenBatch};
+use neuron_plugin_api::{shaders, ErrorKind, ModelPlugin, OutputRequest, StateGroup, TokenBatch};
 
 const TINY: &str = "preset = \"tiny\"\nseed = 5";
 
@@ -140,6 +140,39 @@ fn one_seed_gives_identical_losses_and_state_round_trips_bit_identically() {
     assert_eq!(train(&mut a, &tokens, &targets, 2, 3, 3e-3), train(&mut fresh, &tokens, &targets, 2, 3, 3e-3));
     let step = fresh.export_state(StateGroup::OPTIMIZER).unwrap().pop().unwrap();
     assert_eq!((step.name.as_str(), step.to_i64_scalar().unwrap()), ("step", 8));
+}
+
+#[test]
+fn subgroup_and_tree_reductions_train_alike_and_each_is_deterministic() {
+    // Where the device has SUBGROUP (lavapipe does), the model sums over workgroups with subgroup
+    // operations; `subgroups = false` keeps the tree. The two add in different orders, so they
+    // agree to rounding, and each repeats itself bit for bit.
+    let gpu = gpu();
+    if !reductions(&gpu).contains(&shaders::Reduction::Subgroup) {
+        assert!(!gpu.adapter().name.contains("llvmpipe"), "lavapipe offers SUBGROUP: this test must run there");
+        eprintln!("skipped: adapter {} lacks SUBGROUP; only the tree path exists here", gpu.adapter().name);
+        return;
+    }
+    let (tokens, targets) = text_batch(2, 16);
+    let tree_cfg = format!("{TINY}\nsubgroups = false");
+    let run = |cfg: &str| {
+        let mut m = model(cfg);
+        let losses = train(&mut m, &tokens, &targets, 2, 8, 3e-3);
+        let top = m.forward(TokenBatch::new(2, 16, &tokens), OutputRequest::top_k(4)).unwrap();
+        (losses, top)
+    };
+    let (sub_a, sub_top) = run(TINY);
+    let (sub_b, _) = run(TINY);
+    let (tree_a, tree_top) = run(&tree_cfg);
+    let (tree_b, _) = run(&tree_cfg);
+    assert_eq!(sub_a, sub_b, "the subgroup path repeats itself bit for bit");
+    assert_eq!(tree_a, tree_b, "the tree path repeats itself bit for bit");
+    for (i, (s, t)) in sub_a.iter().zip(&tree_a).enumerate() {
+        assert!((s - t).abs() <= 1e-5 * t.abs(), "step {i}: loss {s} with subgroups, {t} with the tree");
+    }
+    assert!(sub_a[7] < sub_a[0], "it trains: {sub_a:?}");
+    let (sl, tl) = (sub_top.logprobs.as_slice(), tree_top.logprobs.as_slice());
+    assert!(sl.iter().zip(tl).all(|(a, b)| (a - b).abs() <= 1e-4), "top-k log-probabilities agree");
 }
 
 #[test]

@@ -54,7 +54,9 @@ impl HitRate {
         let hits = gpu.kernel(
             KernelDecl::new(HITS, "hits").read("ids").read("targets").write("hit_rate").uniform::<HitParams>(),
         )?;
-        let loss = gpu.kernel(shaders::miner_loss())?;
+        // The tree prelude everywhere, or subgroup sums where the device has SUBGROUP enabled
+        // (declare `use_feature_if_available("SUBGROUP")` in `plugin()` to ask for it).
+        let loss = gpu.kernel(shaders::miner_loss(shaders::Reduction::for_gpu(&gpu)))?;
         Ok(Self { gpu, hits, loss, floor })
     }
 }

@@ -19,6 +19,8 @@ use neuron_plugin_api::{
 
 pub fn plugin() -> Plugin {
     Plugin::new("scoring-loss", "Scores miners by next-token cross-entropy of their top-k answers")
+        // The loss sums over a workgroup on subgroup operations where the adapter has them.
+        .use_feature_if_available("SUBGROUP")
         .scorer(LossScorer::new)
 }
 
@@ -45,7 +47,7 @@ impl LossScorer {
                 "plugin scoring-loss: temperature must be positive, got {temperature}"
             )));
         }
-        let kernel = gpu.kernel(shaders::miner_loss())?;
+        let kernel = gpu.kernel(shaders::miner_loss(shaders::Reduction::for_gpu(&gpu)))?;
         Ok(Self { gpu, kernel, floor, temperature })
     }
 }

@@ -73,34 +73,38 @@ fn reference_loss(r: &MinerResponse, targets: &[u32], vocab: usize, floor: f64) 
 
 #[test]
 fn kernel_matches_the_cpu_reference_on_ragged_shapes() {
-    let mut s = scorer("");
-    let mut r = Rng::new(42);
-    for (batch, seq, vocab) in [(1usize, 1usize, 17usize), (3, 37, 256), (2, 300, 101)] {
-        let positions = batch * seq;
-        let tokens: Vec<u32> = (0..positions).map(|_| r.below(vocab)).collect();
-        let targets: Vec<u32> = (0..positions).map(|_| r.below(vocab)).collect();
-        // Different k per miner: the kernel pads to the largest.
-        let responses: Vec<MinerResponse> = (0..5u16)
-            .map(|uid| response(uid, &mut r, positions, 1 + (uid as usize * 3) % 9, vocab, &targets, uid as f64))
-            .collect();
-        let out = s
-            .score(
-                ScoringBatch {
-                    tokens: TokenBatch::new(batch as u32, seq as u32, &tokens),
-                    targets: targets.as_slice().into(),
-                    vocab_size: vocab as u32,
-                },
-                &responses,
-            )
-            .unwrap();
-        for (resp, (&loss, &score)) in responses.iter().zip(out.losses.iter().zip(out.scores.iter())) {
-            let want = reference_loss(resp, &targets, vocab, 1e-6);
-            assert!(
-                (f64::from(loss) - want).abs() <= 1e-4 * (1.0 + want),
-                "{batch}x{seq} vocab {vocab} uid {}: {loss} vs {want}",
-                resp.uid
-            );
-            assert!((f64::from(score) - (-want).exp()).abs() <= 1e-4);
+    // On each path the adapter can run: the tree reductions, and the subgroup ones where it offers
+    // SUBGROUP (lavapipe does).
+    for gpu in neuron_plugin_testkit::gpus_for(&scoring_loss::plugin(), "test") {
+        let mut s = scoring_loss::plugin().build_scorer(gpu, "").expect("scorer builds");
+        let mut r = Rng::new(42);
+        for (batch, seq, vocab) in [(1usize, 1usize, 17usize), (3, 37, 256), (2, 300, 101)] {
+            let positions = batch * seq;
+            let tokens: Vec<u32> = (0..positions).map(|_| r.below(vocab)).collect();
+            let targets: Vec<u32> = (0..positions).map(|_| r.below(vocab)).collect();
+            // Different k per miner: the kernel pads to the largest.
+            let responses: Vec<MinerResponse> = (0..5u16)
+                .map(|uid| response(uid, &mut r, positions, 1 + (uid as usize * 3) % 9, vocab, &targets, uid as f64))
+                .collect();
+            let out = s
+                .score(
+                    ScoringBatch {
+                        tokens: TokenBatch::new(batch as u32, seq as u32, &tokens),
+                        targets: targets.as_slice().into(),
+                        vocab_size: vocab as u32,
+                    },
+                    &responses,
+                )
+                .unwrap();
+            for (resp, (&loss, &score)) in responses.iter().zip(out.losses.iter().zip(out.scores.iter())) {
+                let want = reference_loss(resp, &targets, vocab, 1e-6);
+                assert!(
+                    (f64::from(loss) - want).abs() <= 1e-4 * (1.0 + want),
+                    "{batch}x{seq} vocab {vocab} uid {}: {loss} vs {want}",
+                    resp.uid
+                );
+                assert!((f64::from(score) - (-want).exp()).abs() <= 1e-4);
+            }
         }
     }
 }

@@ -30,7 +30,7 @@
 //   workgroups with a > b return at once), strided positions and a fixed tree
 //   reduction. shapley_values: 64 threads, one thread per kept miner (dispatch
 //   [ceil(n / 64), 1, 1]), pairs summed in a fixed order. Deterministic.
-// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, partial, workgroup_sum).
+// Compiled after workgroup_sum.wgsl (neuron_plugin_api::shaders::WORKGROUP_SUM) (WG, Lane, workgroup_sum) or workgroup_sum_subgroup.wgsl.
 // Limits: n <= 65535; the caller keeps s * (ln 8.8e13 - ln(min_loss) / 0.076)
 // small enough (<= 85) for the values to stay finite in f32.
 
@@ -58,7 +58,8 @@ const LN_PARAMS_AT_ONE_NAT: f32 = 32.108359;
 const ALPHA: f32 = 0.076;
 
 @compute @workgroup_size(256)
-fn pair_losses(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn pair_losses(@builtin(workgroup_id) wg: vec3<u32>, lane: Lane) {
+    let lid = lane.index;
     let a = wg.x;
     let b = wg.y;
     if (a > b || b >= params.kept) {
@@ -76,7 +77,7 @@ fn pair_losses(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
         }
         acc -= mixed;
     }
-    let total = workgroup_sum(lid, acc);
+    let total = workgroup_sum(lane, acc);
     if (lid == 0u) {
         let loss = total / f32(params.positions);
         pair_loss[a * params.kept + b] = loss;

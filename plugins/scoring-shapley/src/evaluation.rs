@@ -4,8 +4,8 @@
 
 use neuron_plugin_api::{
     bytemuck::{Pod, Zeroable},
-    shaders, Batch, Buffer, Gpu, Kernel, MinerResponse, PluginError, ReadToken, Readback, Result, ScoringBatch,
-    TopKAnswers,
+    shaders::{self, Reduction},
+    Batch, Buffer, Gpu, Kernel, MinerResponse, PluginError, ReadToken, Readback, Result, ScoringBatch, TopKAnswers,
 };
 
 use crate::ShapleyConfig;
@@ -46,14 +46,16 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    pub fn compile(gpu: &Gpu) -> Result<Self> {
-        let synergy = shaders::with_prelude(SYNERGY);
+    /// Compiles every kernel after `reduction`'s prelude ([`Reduction::for_gpu`] in the plugin).
+    pub fn compile(gpu: &Gpu, reduction: Reduction) -> Result<Self> {
+        let synergy = reduction.with_prelude(SYNERGY);
+        let divergence = reduction.topk_divergence();
         Ok(Self {
-            miner_loss: gpu.kernel(shaders::miner_loss())?,
-            position_logprobs: gpu.kernel(shaders::position_logprobs())?,
-            hellinger: gpu.compile(shaders::TOPK_DIVERGENCE, "hellinger")?,
-            position_spread: gpu.compile(shaders::TOPK_DIVERGENCE, "position_spread")?,
-            miner_excess: gpu.compile(shaders::TOPK_DIVERGENCE, "miner_excess")?,
+            miner_loss: gpu.kernel(shaders::miner_loss(reduction))?,
+            position_logprobs: gpu.kernel(shaders::position_logprobs(reduction))?,
+            hellinger: gpu.compile(divergence, "hellinger")?,
+            position_spread: gpu.compile(divergence, "position_spread")?,
+            miner_excess: gpu.compile(divergence, "miner_excess")?,
             pair_losses: gpu.compile(&synergy, "pair_losses")?,
             shapley_values: gpu.compile(&synergy, "shapley_values")?,
         })

@@ -25,7 +25,7 @@ pub use config::ShapleyConfig;
 pub use evaluation::{Evaluation, Trace};
 
 use neuron_plugin_api::{
-    export_plugin, Gpu, MinerResponse, Plugin, PluginError, Result, ScorerDescription, ScorerPlugin, Scores,
+    export_plugin, shaders, Gpu, MinerResponse, Plugin, PluginError, Result, ScorerDescription, ScorerPlugin, Scores,
     ScoringBatch,
 };
 
@@ -35,7 +35,10 @@ use evaluation::Kernels;
 pub const NAME: &str = "scoring-shapley";
 
 pub fn plugin() -> Plugin {
-    Plugin::new(NAME, "Scores miners by scaling-law Shapley values of their top-k answers").scorer(ShapleyScorer::new)
+    Plugin::new(NAME, "Scores miners by scaling-law Shapley values of their top-k answers")
+        // Sums over a workgroup on subgroup operations where the adapter has them.
+        .use_feature_if_available("SUBGROUP")
+        .scorer(ShapleyScorer::new)
 }
 
 export_plugin!(plugin);
@@ -50,7 +53,7 @@ pub struct ShapleyScorer {
 impl ShapleyScorer {
     pub fn new(gpu: Gpu, config: &str) -> Result<Self> {
         let config = ShapleyConfig::parse(config)?;
-        let kernels = Kernels::compile(&gpu)?;
+        let kernels = Kernels::compile(&gpu, shaders::Reduction::for_gpu(&gpu))?;
         Ok(Self { gpu, kernels, config, scratch_bytes: evaluation::SCRATCH_BYTES })
     }
 

@@ -2,13 +2,23 @@
 //! behaviour the README promises: knowledge outranks noise, copies gain
 //! nothing, far-off answers are penalised, prune_len keeps n miners.
 
-use neuron_plugin_api::{top_k_logprobs, MinerResponse, ResponseStatus, ScorerPlugin, ScoringBatch, TokenBatch};
+use neuron_plugin_api::{top_k_logprobs, Gpu, MinerResponse, ResponseStatus, ScorerPlugin, ScoringBatch, TokenBatch};
 use rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use scoring_shapley::{Evaluation, ShapleyScorer};
 
 fn scorer(config: &str) -> ShapleyScorer {
     ShapleyScorer::new(neuron_plugin_testkit::gpu("test"), config).expect("scorer builds")
+}
+
+/// A context for each path the adapter can run: the tree reductions, and the subgroup ones where
+/// the adapter offers SUBGROUP (lavapipe does). The reference checks run on both.
+fn gpus() -> Vec<Gpu> {
+    neuron_plugin_testkit::gpus_for(&scoring_shapley::plugin(), "test")
+}
+
+fn scorers(config: &str) -> Vec<ShapleyScorer> {
+    gpus().into_iter().map(|gpu| ShapleyScorer::new(gpu, config).expect("scorer builds")).collect()
 }
 
 /// Seeded draws: the same inputs on every run, so a failure reproduces.
@@ -165,128 +175,135 @@ fn ragged(r: &mut Rng, step: &Step, miners: u16) -> Vec<MinerResponse> {
 
 #[test]
 fn cross_entropy_and_position_kernels_match_the_cpu_reference() {
-    let mut s = scorer("");
-    let mut r = Rng::new(42);
-    for (positions, vocab) in [(1usize, 17usize), (37, 256), (300, 101)] {
-        let step = Step::new(&mut r, positions, vocab);
-        let responses = ragged(&mut r, &step, 5);
-        let e = s.evaluate(step.batch(), &responses, true).unwrap();
-        let t = e.trace.as_ref().unwrap();
-        assert_eq!(e.rows, vec![0, 1, 2, 3, 4]);
-        for (m, resp) in responses.iter().enumerate() {
-            let mut loss = 0.0;
-            for p in 0..positions {
-                let (logp, rest) = target_logp(resp, p, step.targets[p], vocab);
-                loss -= logp;
-                let i = m * positions + p;
-                assert!(
-                    close(t.position_logp[i], logp, 1e-5),
-                    "{positions}x{vocab} m{m} p{p}: {} vs {logp}",
-                    t.position_logp[i]
-                );
-                assert!((f64::from(t.position_rest[i]) - rest).abs() <= 1e-5 * rest, "rest m{m} p{p}");
+    for mut s in scorers("") {
+        let mut r = Rng::new(42);
+        for (positions, vocab) in [(1usize, 17usize), (37, 256), (300, 101)] {
+            let step = Step::new(&mut r, positions, vocab);
+            let responses = ragged(&mut r, &step, 5);
+            let e = s.evaluate(step.batch(), &responses, true).unwrap();
+            let t = e.trace.as_ref().unwrap();
+            assert_eq!(e.rows, vec![0, 1, 2, 3, 4]);
+            for (m, resp) in responses.iter().enumerate() {
+                let mut loss = 0.0;
+                for p in 0..positions {
+                    let (logp, rest) = target_logp(resp, p, step.targets[p], vocab);
+                    loss -= logp;
+                    let i = m * positions + p;
+                    assert!(
+                        close(t.position_logp[i], logp, 1e-5),
+                        "{positions}x{vocab} m{m} p{p}: {} vs {logp}",
+                        t.position_logp[i]
+                    );
+                    assert!((f64::from(t.position_rest[i]) - rest).abs() <= 1e-5 * rest, "rest m{m} p{p}");
+                }
+                loss /= positions as f64;
+                assert!(close(e.losses[m], loss, 1e-4), "{positions}x{vocab} loss m{m}: {} vs {loss}", e.losses[m]);
             }
-            loss /= positions as f64;
-            assert!(close(e.losses[m], loss, 1e-4), "{positions}x{vocab} loss m{m}: {} vs {loss}", e.losses[m]);
         }
     }
 }
 
 #[test]
 fn divergence_kernels_match_the_cpu_reference() {
-    let mut r = Rng::new(7);
-    // Scratch for 64 positions at a time: the last shape runs in 5 chunks, the last one ragged.
-    for (positions, vocab, config, chunk) in [
-        (37usize, 50usize, "logits_divergence = 0.5", 64u64),
-        (1, 4099, "logits_divergence = 0.5", 64),
-        (300, 101, "", 64),
-    ] {
-        let mut s = scorer(config);
-        s.set_scratch_bytes(chunk * vocab as u64 * 4);
-        let step = Step::new(&mut r, positions, vocab);
-        let mut responses = ragged(&mut r, &step, 4);
-        // One miner far from the rest, so that some excess is not zero.
-        responses.push(answer(9, &step.logits(&mut r, 12.0, 0.0), 3));
-        let miners = responses.len();
-        let e = s.evaluate(step.batch(), &responses, true).unwrap();
-        let t = e.trace.as_ref().unwrap();
-        let refs: Vec<&MinerResponse> = responses.iter().collect();
-        for p in 0..positions {
-            for (m, want) in hellinger(&refs, p, vocab).into_iter().enumerate() {
-                let got = t.distances[m * positions + p];
-                assert!((f64::from(got) - want).abs() <= 2e-4, "{positions}x{vocab} m{m} p{p}: {got} vs {want}");
+    for gpu in gpus() {
+        let mut r = Rng::new(7);
+        // Scratch for 64 positions at a time: the last shape runs in 5 chunks, the last one ragged.
+        for (positions, vocab, config, chunk) in [
+            (37usize, 50usize, "logits_divergence = 0.5", 64u64),
+            (1, 4099, "logits_divergence = 0.5", 64),
+            (300, 101, "", 64),
+        ] {
+            let mut s = ShapleyScorer::new(gpu.clone(), config).expect("scorer builds");
+            s.set_scratch_bytes(chunk * vocab as u64 * 4);
+            let step = Step::new(&mut r, positions, vocab);
+            let mut responses = ragged(&mut r, &step, 4);
+            // One miner far from the rest, so that some excess is not zero.
+            responses.push(answer(9, &step.logits(&mut r, 12.0, 0.0), 3));
+            let miners = responses.len();
+            let e = s.evaluate(step.batch(), &responses, true).unwrap();
+            let t = e.trace.as_ref().unwrap();
+            let refs: Vec<&MinerResponse> = responses.iter().collect();
+            for p in 0..positions {
+                for (m, want) in hellinger(&refs, p, vocab).into_iter().enumerate() {
+                    let got = t.distances[m * positions + p];
+                    assert!((f64::from(got) - want).abs() <= 2e-4, "{positions}x{vocab} m{m} p{p}: {got} vs {want}");
+                }
             }
+            // The spread and excess kernels, from the kernel's own distances.
+            let d: Vec<f64> = t.distances.iter().map(|&x| f64::from(x)).collect();
+            for p in 0..positions {
+                let col: Vec<f64> = (0..miners).map(|m| d[m * positions + p]).collect();
+                let mean = col.iter().sum::<f64>() / miners as f64;
+                let std = (col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (miners - 1) as f64).sqrt();
+                assert!(close(t.spread[2 * p], mean, 1e-5) && close(t.spread[2 * p + 1], std, 1e-4), "spread p{p}");
+            }
+            let want = excess(&d, miners, positions);
+            for (m, (&got, &want)) in t.excess.iter().zip(&want).enumerate() {
+                assert!(close(got, want, 1e-3), "{positions}x{vocab} excess m{m}: {got} vs {want}");
+            }
+            assert!(want[miners - 1] > 0.01, "the far miner has an excess: {want:?}");
         }
-        // The spread and excess kernels, from the kernel's own distances.
-        let d: Vec<f64> = t.distances.iter().map(|&x| f64::from(x)).collect();
-        for p in 0..positions {
-            let col: Vec<f64> = (0..miners).map(|m| d[m * positions + p]).collect();
-            let mean = col.iter().sum::<f64>() / miners as f64;
-            let std = (col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (miners - 1) as f64).sqrt();
-            assert!(close(t.spread[2 * p], mean, 1e-5) && close(t.spread[2 * p + 1], std, 1e-4), "spread p{p}");
-        }
-        let want = excess(&d, miners, positions);
-        for (m, (&got, &want)) in t.excess.iter().zip(&want).enumerate() {
-            assert!(close(got, want, 1e-3), "{positions}x{vocab} excess m{m}: {got} vs {want}");
-        }
-        assert!(want[miners - 1] > 0.01, "the far miner has an excess: {want:?}");
     }
 }
 
 #[test]
 fn pair_and_value_kernels_match_the_cpu_reference() {
-    let mut r = Rng::new(3);
-    for (positions, vocab, miners, config) in [
-        (1usize, 17usize, 3u16, "min_loss = 0.5"),
-        (37, 256, 6, "scaling_law_power = 0.7\nsynergy_scaling_law_power = 0.3\nlogits_divergence = 0.3"),
-        (300, 101, 5, "min_loss = 1.0\nprune_len = 4"),
-    ] {
-        let mut s = scorer(config);
-        let cfg = s.config().clone();
-        let step = Step::new(&mut r, positions, vocab);
-        let mut responses = ragged(&mut r, &step, miners);
-        // And two miners that know different halves of the positions: synergy.
-        let (a, b) = complementary(&mut r, &step);
-        responses.extend([a, b]);
-        let e = s.evaluate(step.batch(), &responses, true).unwrap();
-        let t = e.trace.as_ref().unwrap();
-        let n = e.kept.len();
-        let logp = |m: usize, p: usize| target_logp(&responses[e.rows[m]], p, step.targets[p], vocab).0;
-        for a in 0..n {
-            for b in 0..n {
-                let (ma, mb) = (e.kept[a], e.kept[b]);
-                let want = -(0..positions).map(|p| ((logp(ma, p).exp() + logp(mb, p).exp()) / 2.0).ln()).sum::<f64>()
-                    / positions as f64;
-                let got = t.pair_loss[a * n + b];
-                assert!(close(got, want, 1e-4), "{positions}x{vocab} pair {a},{b}: {got} vs {want}");
+    for gpu in gpus() {
+        let mut r = Rng::new(3);
+        for (positions, vocab, miners, config) in [
+            (1usize, 17usize, 3u16, "min_loss = 0.5"),
+            (37, 256, 6, "scaling_law_power = 0.7\nsynergy_scaling_law_power = 0.3\nlogits_divergence = 0.3"),
+            (300, 101, 5, "min_loss = 1.0\nprune_len = 4"),
+        ] {
+            let mut s = ShapleyScorer::new(gpu.clone(), config).expect("scorer builds");
+            let cfg = s.config().clone();
+            let step = Step::new(&mut r, positions, vocab);
+            let mut responses = ragged(&mut r, &step, miners);
+            // And two miners that know different halves of the positions: synergy.
+            let (a, b) = complementary(&mut r, &step);
+            responses.extend([a, b]);
+            let e = s.evaluate(step.batch(), &responses, true).unwrap();
+            let t = e.trace.as_ref().unwrap();
+            let n = e.kept.len();
+            let logp = |m: usize, p: usize| target_logp(&responses[e.rows[m]], p, step.targets[p], vocab).0;
+            for a in 0..n {
+                for b in 0..n {
+                    let (ma, mb) = (e.kept[a], e.kept[b]);
+                    let want =
+                        -(0..positions).map(|p| ((logp(ma, p).exp() + logp(mb, p).exp()) / 2.0).ln()).sum::<f64>()
+                            / positions as f64;
+                    let got = t.pair_loss[a * n + b];
+                    assert!(close(got, want, 1e-4), "{positions}x{vocab} pair {a},{b}: {got} vs {want}");
+                }
             }
-        }
-        // Values from the kernel's own pair losses and excess.
-        let l = |a: usize, b: usize| f64::from(t.pair_loss[a * n + b]);
-        let (sp, ssp, min_loss) =
-            (f64::from(cfg.scaling_law_power), f64::from(cfg.synergy_scaling_law_power), f64::from(cfg.min_loss));
-        for a in 0..n {
-            let base = scaled(l(a, a), sp, min_loss);
-            let (mut synergy, mut scale) = (0.0, 0.0);
-            for b in (0..n).filter(|&b| b != a) {
-                let (measured, expected) = (l(a, b), l(a, a).min(l(b, b)));
-                synergy += (scaled(measured, ssp, min_loss) - scaled(expected, ssp, min_loss)).max(0.0);
-                // f32 carries ~1e-7 of the larger term of each difference.
-                scale += scaled(measured.min(expected), ssp, min_loss);
+            // Values from the kernel's own pair losses and excess.
+            let l = |a: usize, b: usize| f64::from(t.pair_loss[a * n + b]);
+            let (sp, ssp, min_loss) =
+                (f64::from(cfg.scaling_law_power), f64::from(cfg.synergy_scaling_law_power), f64::from(cfg.min_loss));
+            for a in 0..n {
+                let base = scaled(l(a, a), sp, min_loss);
+                let (mut synergy, mut scale) = (0.0, 0.0);
+                for b in (0..n).filter(|&b| b != a) {
+                    let (measured, expected) = (l(a, b), l(a, a).min(l(b, b)));
+                    synergy += (scaled(measured, ssp, min_loss) - scaled(expected, ssp, min_loss)).max(0.0);
+                    // f32 carries ~1e-7 of the larger term of each difference.
+                    scale += scaled(measured.min(expected), ssp, min_loss);
+                }
+                synergy /= 2.0 * n as f64;
+                let tol = 1e-5 * (scale / (2.0 * n as f64) + f64::MIN_POSITIVE);
+                let value =
+                    (base + synergy) / (1.0 + f64::from(cfg.logits_divergence) * f64::from(t.excess[e.kept[a]]));
+                assert!(close(e.base[a], base, 1e-5), "base {a}: {} vs {base}", e.base[a]);
+                assert!((f64::from(e.synergy[a]) - synergy).abs() <= tol, "synergy {a}: {} vs {synergy}", e.synergy[a]);
+                assert!(
+                    (f64::from(e.values[a]) - value).abs() <= 1e-5 * value + tol,
+                    "value {a}: {} vs {value}",
+                    e.values[a]
+                );
             }
-            synergy /= 2.0 * n as f64;
-            let tol = 1e-5 * (scale / (2.0 * n as f64) + f64::MIN_POSITIVE);
-            let value = (base + synergy) / (1.0 + f64::from(cfg.logits_divergence) * f64::from(t.excess[e.kept[a]]));
-            assert!(close(e.base[a], base, 1e-5), "base {a}: {} vs {base}", e.base[a]);
-            assert!((f64::from(e.synergy[a]) - synergy).abs() <= tol, "synergy {a}: {} vs {synergy}", e.synergy[a]);
-            assert!(
-                (f64::from(e.values[a]) - value).abs() <= 1e-5 * value + tol,
-                "value {a}: {} vs {value}",
-                e.values[a]
-            );
-        }
-        if positions > 1 {
-            assert!(e.synergy.iter().any(|&x| x > 0.0), "{positions}x{vocab}: some pair has synergy");
+            if positions > 1 {
+                assert!(e.synergy.iter().any(|&x| x > 0.0), "{positions}x{vocab}: some pair has synergy");
+            }
         }
     }
 }
@@ -406,10 +423,11 @@ fn evaluation_is_deterministic() {
     let mut r = Rng::new(17);
     let step = Step::new(&mut r, 333, 97);
     let responses = ragged(&mut r, &step, 7);
-    let mut s = scorer("logits_divergence = 1");
-    let first: Evaluation = s.evaluate(step.batch(), &responses, true).unwrap();
-    for _ in 0..2 {
-        assert_eq!(s.evaluate(step.batch(), &responses, true).unwrap(), first);
+    for mut s in scorers("logits_divergence = 1") {
+        let first: Evaluation = s.evaluate(step.batch(), &responses, true).unwrap();
+        for _ in 0..2 {
+            assert_eq!(s.evaluate(step.batch(), &responses, true).unwrap(), first);
+        }
     }
 }
 

@@ -6,13 +6,24 @@
 use std::{collections::HashMap, sync::Arc};
 
 use gpt::{Gpt, GptOptions};
-use neuron_plugin_api::{Gpu, Tensor};
+use neuron_plugin_api::{shaders::Reduction, Gpu, Tensor};
 use neuron_plugin_testkit::GpuDevice;
 use rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+/// The device the host would open for the gpt plugin: with `SUBGROUP` where the adapter offers
+/// it (lavapipe does), so the model's tests run the subgroup reductions there.
 pub fn device() -> Arc<GpuDevice> {
-    neuron_plugin_testkit::device()
+    neuron_plugin_testkit::device_for(&gpt::plugin())
+}
+
+/// The reductions this device can run: the tree always, subgroups where enabled.
+pub fn reductions(gpu: &Gpu) -> Vec<Reduction> {
+    let mut all = vec![Reduction::Tree];
+    if Reduction::for_gpu(gpu) == Reduction::Subgroup {
+        all.push(Reduction::Subgroup);
+    }
+    all
 }
 
 pub fn gpu() -> Gpu {
