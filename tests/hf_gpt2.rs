@@ -229,3 +229,51 @@ fn gpt2_small_imports_from_half_precision_hub_names_and_trains_a_step() {
     // Near-uniform predictions over 50257 tokens: about ln(50257) = 10.8.
     assert!(loss.is_finite() && (loss - 10.8).abs() < 1.5, "{step}");
 }
+
+#[test]
+fn a_gpt2_vocabulary_model_exports_with_gpt2s_tokenizer_and_transformers_encodes_as_the_host_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("hf");
+    // The tiny shape with GPT-2's vocabulary: the import makes it a `tokenizer = "gpt2"` model.
+    transformers(&["make", hf.to_str().unwrap(), "6", TEXT, "50257"]);
+    let ckpt = dir.path().join("miner_checkpoint.pth");
+    let out = import_hf(&hf, &ckpt);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("tokenizer = \"gpt2\""),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let exported = dir.path().join("exported");
+    let out = host_command().args(["checkpoint", "export-hf"]).arg(&ckpt).arg("--out").arg(&exported).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("GPT-2's tokenizer"), "it says what it wrote: {said}");
+    for f in ["model.safetensors", "config.json", "vocab.json", "merges.txt", "tokenizer_config.json"] {
+        assert!(exported.join(f).is_file(), "{f} is written");
+    }
+
+    // Text that exercises the pre-tokenizer and the merges: contractions, numbers, runs of
+    // spaces and newlines, punctuation, accents, CJK and an emoji (bytes split across tokens),
+    // then the built-in corpus for length.
+    let mut text = String::from(
+        "Hello world! It's 2026; we'll train 124M-parameter models.\n\n  Indented   spaces\tand tabs\n\
+         naïve café — “quotes” 東京 🚀 x=3.14159, y=-42 ... ?!\n",
+    );
+    text.push_str(&neuron_host::data::corpus::generate(7, 20_000));
+    let sample = dir.path().join("sample.txt");
+    std::fs::write(&sample, &text).unwrap();
+    let host: Vec<u64> = neuron_host::data::Tokenizer::Gpt2.encode(&text).into_iter().map(u64::from).collect();
+    let theirs = transformers(&["tokenize", exported.to_str().unwrap(), sample.to_str().unwrap()]);
+    let fast: Vec<u64> = serde_json::from_value(theirs["fast"].clone()).unwrap();
+    let slow: Vec<u64> = serde_json::from_value(theirs["slow"].clone()).unwrap();
+    let first_difference = |ids: &[u64]| ids.iter().zip(&host).position(|(a, b)| a != b);
+    assert_eq!(fast.len(), host.len(), "fast tokenizer: first difference at {:?}", first_difference(&fast));
+    assert_eq!(fast, host, "transformers' fast tokenizer from the exported files encodes as the host does");
+    assert_eq!(slow, host, "and so does the slow GPT2Tokenizer");
+    assert_eq!(theirs["decoded"].as_str(), Some(text.as_str()), "decoding gives the text back");
+    assert_eq!(theirs["eos_token_id"], 50256);
+    assert_eq!(theirs["model_max_length"], 16, "the model's context");
+    eprintln!("{} tokens encoded identically by the host and by transformers ({})", host.len(), theirs["fast_class"]);
+}

@@ -604,13 +604,23 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Checkpoint { command: CheckpointCommand::ExportHf { checkpoint, out } }) => {
-            let n = hf_job::export_hf(&checkpoint, &out)?;
+            let done = hf_job::export_hf(&checkpoint, &out)?;
             println!(
-                "wrote {n} tensors to {} and {}; load them with GPT2LMHeadModel.from_pretrained(\"{}\")",
+                "wrote {} tensors to {} and {}; load them with GPT2LMHeadModel.from_pretrained(\"{}\")",
+                done.tensors,
                 out.join("model.safetensors").display(),
                 out.join("config.json").display(),
                 out.display()
             );
+            if done.tokenizer_files.is_empty() {
+                println!("no tokenizer files: this model reads bytes (token ids are the text's UTF-8 bytes, 0-255)");
+            } else {
+                println!(
+                    "wrote GPT-2's tokenizer beside it ({}): AutoTokenizer.from_pretrained(\"{}\") and vLLM find it there",
+                    done.tokenizer_files.join(", "),
+                    out.display()
+                );
+            }
             Ok(())
         }
         Some(Command::Report { run_dir, width, height }) => {

@@ -1,11 +1,16 @@
 """The transformers side of the Hugging Face GPT-2 interop test (tests/hf_gpt2.rs).
 
-  hf_gpt2.py make DIR SEED TEXT   builds a small GPT2LMHeadModel from a GPT2Config (random
-                                  weights, nothing downloaded), saves it to DIR with
-                                  save_pretrained (safetensors), and prints its logits and loss
-                                  on TEXT's bytes as JSON
+  hf_gpt2.py make DIR SEED TEXT [VOCAB]
+                                  builds a small GPT2LMHeadModel from a GPT2Config (random
+                                  weights, nothing downloaded; vocabulary 256 unless VOCAB),
+                                  saves it to DIR with save_pretrained (safetensors), and prints
+                                  its logits and loss on TEXT's bytes as JSON
   hf_gpt2.py check DIR TEXT       loads DIR with GPT2LMHeadModel.from_pretrained and prints the
                                   same JSON
+  hf_gpt2.py tokenize DIR FILE    loads the tokenizer in DIR (AutoTokenizer: the fast one
+                                  converted from vocab.json and merges.txt, and GPT2Tokenizer, the
+                                  slow one) and prints both encodings of FILE's text, and the
+                                  fast one's decoding of its ids, as JSON
 
 TEXT is taken as sequences of the model's context (16 byte tokens). The weights are random
 everywhere (LayerNorm gains and every bias too), so a tensor imported in the wrong place or
@@ -34,14 +39,14 @@ def report(model, text):
     return {"logits": [round(float(x), 7) for x in out.logits.flatten()], "loss": float(out.loss)}
 
 
-def make(directory, seed, text):
+def make(directory, seed, text, vocab=VOCAB):
     torch.manual_seed(int(seed))
     config = GPT2Config(
         n_layer=N_LAYER,
         n_head=N_HEAD,
         n_embd=N_EMBD,
         n_positions=BLOCK,
-        vocab_size=VOCAB,
+        vocab_size=int(vocab),
         activation_function="gelu_new",
         resid_pdrop=0.0,
         embd_pdrop=0.0,
@@ -60,6 +65,28 @@ def make(directory, seed, text):
     print(json.dumps(report(model, text)))
 
 
+def tokenize(directory, path):
+    from transformers import AutoTokenizer, GPT2Tokenizer
+
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    fast = AutoTokenizer.from_pretrained(directory)
+    slow = GPT2Tokenizer.from_pretrained(directory)
+    ids = fast.encode(text)
+    print(
+        json.dumps(
+            {
+                "fast_class": type(fast).__name__,
+                "fast": ids,
+                "slow": slow.encode(text),
+                "decoded": fast.decode(ids),
+                "eos_token_id": fast.eos_token_id,
+                "model_max_length": fast.model_max_length,
+            }
+        )
+    )
+
+
 def check(directory, text):
     model = GPT2LMHeadModel.from_pretrained(directory)
     print(json.dumps(report(model, text)))
@@ -67,8 +94,10 @@ def check(directory, text):
 
 if __name__ == "__main__":
     if sys.argv[1] == "make":
-        make(sys.argv[2], sys.argv[3], sys.argv[4])
+        make(*sys.argv[2:])
     elif sys.argv[1] == "check":
         check(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "tokenize":
+        tokenize(sys.argv[2], sys.argv[3])
     else:
-        sys.exit("usage: hf_gpt2.py make DIR SEED TEXT | check DIR TEXT")
+        sys.exit("usage: hf_gpt2.py make DIR SEED TEXT [VOCAB] | check DIR TEXT | tokenize DIR FILE")

@@ -37,7 +37,7 @@ const PRESET_SHAPES: &[(&str, Gpt2Shape)] = &[
 ];
 
 /// The GPT-2 BPE vocabulary's size: a model at least this wide reads GPT-2 tokens.
-const GPT2_VOCAB: u32 = 50257;
+pub const GPT2_VOCAB: u32 = 50257;
 
 impl Gpt2Shape {
     /// Reads `config.json`, refusing what the gpt plugin would compute differently, in one line.
@@ -185,6 +185,7 @@ impl Gpt2Shape {
     }
 
     /// The shape a gpt plugin's effective configuration (a checkpoint's `plugin.config`) describes.
+    /// (Its tokenizer: [`tokenizer_of_plugin_config`].)
     pub fn from_plugin_config(text: &str) -> Result<Self, String> {
         let t: toml::Table = text.parse().map_err(|e| format!("the checkpoint's model config is not TOML: {e}"))?;
         let int = |k: &str| -> Result<u32, String> {
@@ -200,6 +201,17 @@ impl Gpt2Shape {
             n_positions: int("block_size")?,
             vocab_size: int("vocab_size")?,
         })
+    }
+}
+
+/// The tokenizer a gpt plugin's effective configuration names (`"gpt2"` or `"bytes"`); a
+/// configuration without one is a byte-level model (the plugin's default for its small presets).
+pub fn tokenizer_of_plugin_config(text: &str) -> Result<String, String> {
+    let t: toml::Table = text.parse().map_err(|e| format!("the checkpoint's model config is not TOML: {e}"))?;
+    match t.get("tokenizer") {
+        None => Ok("bytes".into()),
+        Some(toml::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("the checkpoint's model config has tokenizer = {other}, not a name")),
     }
 }
 

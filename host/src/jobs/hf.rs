@@ -15,6 +15,7 @@ use neuron_plugin_api::{check_state, StateGroup, Tensor};
 use crate::{
     checkpoint::{
         hf_gpt2::{self, Gpt2Shape},
+        hf_tokenizer,
         writer::{check_destination, save_atomically},
     },
     config::Config,
@@ -119,17 +120,31 @@ fn checkpoint_model(path: &Path) -> Result<(PluginIdentity, Vec<Tensor>)> {
     }
 }
 
+/// What [`export_hf`] wrote.
+#[derive(Debug)]
+pub struct Exported {
+    pub tensors: usize,
+    /// The tokenizer files written beside the model (GPT-2's, for a `tokenizer = "gpt2"`
+    /// model); empty for a byte-level model, whose token ids are the text's UTF-8 bytes.
+    pub tokenizer_files: Vec<&'static str>,
+}
+
 /// Exports the GPT-2 model of a miner's or a validator's checkpoint to `out` as
-/// `model.safetensors` and `config.json`. Returns the number of tensors written.
-pub fn export_hf(checkpoint: &Path, out: &Path) -> Result<usize> {
+/// `model.safetensors` and `config.json`, and, for a model that reads GPT-2's BPE, the tokenizer
+/// as `vocab.json`, `merges.txt` and `tokenizer_config.json`. Nothing is replaced: an existing
+/// file of those names is refused before anything is written.
+pub fn export_hf(checkpoint: &Path, out: &Path) -> Result<Exported> {
     let (plugin, model) = checkpoint_model(checkpoint)?;
-    let shape = Gpt2Shape::from_plugin_config(&plugin.config)
-        .map_err(|e| Error::Config(format!("{}: {e}", checkpoint.display())))?;
-    let tensors =
-        hf_gpt2::from_plugin_tensors(&model).map_err(|e| Error::Config(format!("{}: {e}", checkpoint.display())))?;
-    std::fs::create_dir_all(out).map_err(|e| Error::Config(format!("cannot create {}: {e}", out.display())))?;
+    let named = |e: String| Error::Config(format!("{}: {e}", checkpoint.display()));
+    let shape = Gpt2Shape::from_plugin_config(&plugin.config).map_err(named)?;
+    let tensors = hf_gpt2::from_plugin_tensors(&model).map_err(named)?;
+    let tokenizer = match hf_gpt2::tokenizer_of_plugin_config(&plugin.config).map_err(named)?.as_str() {
+        "gpt2" => Some(hf_tokenizer::gpt2_files(shape.n_positions).map_err(named)?),
+        _ => None,
+    };
     let (weights, json) = (out.join("model.safetensors"), out.join("config.json"));
-    for f in [&weights, &json] {
+    let tokenizer_paths: Vec<(&'static str, &str)> = tokenizer.as_ref().map_or(Vec::new(), |t| t.named().to_vec());
+    for f in [weights.clone(), json.clone()].into_iter().chain(tokenizer_paths.iter().map(|(n, _)| out.join(n))) {
         if f.exists() {
             return Err(Error::Config(format!(
                 "{} already exists: exporting would replace it; give another --out",
@@ -137,10 +152,17 @@ pub fn export_hf(checkpoint: &Path, out: &Path) -> Result<usize> {
             )));
         }
     }
+    std::fs::create_dir_all(out).map_err(|e| Error::Config(format!("cannot create {}: {e}", out.display())))?;
     hf_gpt2::write_safetensors(&tensors, &weights).map_err(Error::Config)?;
-    crate::fsutil::write_atomically(&json, shape.to_config_json().as_bytes())
-        .map_err(|e| Error::Config(format!("cannot write {}: {e}", json.display())))?;
-    Ok(tensors.len())
+    let write = |path: &Path, text: &str| {
+        crate::fsutil::write_atomically(path, text.as_bytes())
+            .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))
+    };
+    write(&json, &shape.to_config_json())?;
+    for (name, text) in &tokenizer_paths {
+        write(&out.join(name), text)?;
+    }
+    Ok(Exported { tensors: tensors.len(), tokenizer_files: tokenizer_paths.iter().map(|(n, _)| *n).collect() })
 }
 
 #[cfg(test)]
@@ -169,11 +191,9 @@ mod tests {
         (plugin, hf_gpt2::to_plugin_tensors(hf_gpt2::tests::hf_tensors(&shape, ""), &shape).unwrap())
     }
 
-    #[test]
-    fn a_validators_own_model_exports_and_one_without_a_model_is_one_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let (plugin, model) = tiny_model();
-        let validator = |model: Option<ModelState>| ValidatorCheckpoint {
+    /// A validator's checkpoint with (or without) a model of its own.
+    fn validator(model: Option<ModelState>) -> ValidatorCheckpoint {
+        ValidatorCheckpoint {
             model,
             global_step: 7,
             block: 100,
@@ -185,12 +205,23 @@ mod tests {
             scorer_name: "scoring-loss".into(),
             scorer_state: vec![],
             data: DataPosition { sampler: SamplerState { seed: 1, step: 0 }, noise_state: 1 },
-        };
+        }
+    }
+
+    #[test]
+    fn a_validators_own_model_exports_and_one_without_a_model_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plugin, model) = tiny_model();
         let with = dir.path().join("validator.pth");
         let state = ModelState { plugin, model: model.clone(), optimizer: vec![] };
         save_atomically(&with, &validator(Some(state)).to_value(), 0).unwrap();
         let out = dir.path().join("hf");
-        assert_eq!(export_hf(&with, &out).unwrap(), model.len());
+        let done = export_hf(&with, &out).unwrap();
+        assert_eq!(
+            (done.tensors, done.tokenizer_files.len()),
+            (model.len(), 0),
+            "a byte-level model has no tokenizer files"
+        );
         let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
         let back = hf_gpt2::read_safetensors(&bytes, &out).unwrap();
         let shape = Gpt2Shape::from_config_json(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
@@ -208,5 +239,39 @@ mod tests {
         assert!(e.contains("holds no model of its own") && !e.contains('\n'), "{e}");
         let e = export_hf(&with, &out).unwrap_err().to_string();
         assert!(e.contains("already exists"), "{e}");
+    }
+
+    #[test]
+    fn a_gpt2_tokenizer_model_exports_its_tokenizer_and_an_existing_tokenizer_file_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Gpt2Shape { n_layer: 1, n_head: 2, n_embd: 8, n_positions: 16, vocab_size: 50257 };
+        let plugin = PluginIdentity {
+            name: "gpt".into(),
+            version: "0.1.0".into(),
+            architecture: "gpt2".into(),
+            config: "preset = \"gpt2\"\nn_layer = 1\nn_head = 2\nn_embd = 8\nblock_size = 16\nvocab_size = 50257\ntokenizer = \"gpt2\"\n".into(),
+        };
+        let model = hf_gpt2::to_plugin_tensors(hf_gpt2::tests::hf_tensors(&shape, ""), &shape).unwrap();
+        let ckpt = dir.path().join("validator.pth");
+        let state = ModelState { plugin, model, optimizer: vec![] };
+        save_atomically(&ckpt, &validator(Some(state)).to_value(), 0).unwrap();
+
+        let out = dir.path().join("hf");
+        let done = export_hf(&ckpt, &out).unwrap();
+        assert_eq!(done.tokenizer_files, ["vocab.json", "merges.txt", "tokenizer_config.json"]);
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap()).unwrap();
+        assert_eq!(config["model_max_length"], 16, "the model's context");
+
+        // Another export into a folder that already has a vocab.json writes nothing.
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("vocab.json"), "mine").unwrap();
+        let e = export_hf(&ckpt, &other).unwrap_err().to_string();
+        assert!(e.contains("vocab.json already exists"), "{e}");
+        assert!(
+            !other.join("model.safetensors").exists()
+                && std::fs::read_to_string(other.join("vocab.json")).unwrap() == "mine"
+        );
     }
 }
