@@ -6,6 +6,7 @@
 //!    (`GPU_FP32_PEAK_TFLOPS` sets it for an adapter not in [`FP32_PEAK_TFLOPS`]).
 //!    Then the kernels that sum over a workgroup on each reduction prelude the device runs
 //!    (subgroup operations against the tree), as times and ratios.
+//!    And the forward and input-gradient matmuls with f16 weights against f32 weights.
 //! 2. GPT-2 124M training tokens/s and device memory at the largest batch of 1024-token
 //!    sequences that fits (from `BENCH_GPU_BATCH`, default 16, halving on failure).
 //! 3. The same model, batch and sequence in PyTorch eager, fp32 with TF32 off and bf16 autocast
@@ -139,6 +140,12 @@ pub fn bench_gpu() {
         println!("the reduction bench failed: {e}");
     }
 
+    println!("\n## Matmul with f16 weights (`weights_f16`) against f32 weights, in one run");
+    let f16_sizes = env::var("BENCH_GPU_MATMUL_SIZES").unwrap_or_else(|_| "1024,4096".into());
+    if let Err(e) = bench("kernels", &["f16"], &[("MATMUL_SIZES", f16_sizes)]) {
+        println!("the f16-weights bench failed: {e}");
+    }
+
     let mut batch: u32 = env::var("BENCH_GPU_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(16);
     let seq: u32 = env::var("BENCH_GPU_SEQ").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
     println!("\n## GPT-2 124M training, {seq}-token sequences");
@@ -154,6 +161,18 @@ pub fn bench_gpu() {
         }
     };
     let ours_tps = ours.as_deref().and_then(|l| field(l, "train_tokens_per_s"));
+    // The same batch with the f16 copy of the weights; a failure (memory: 2 bytes more per
+    // parameter) is reported, not fatal.
+    let half_tps = match bench("training", &["gpt2+f16"], &[("GPT_BENCH_SHAPE", format!("{batch}x{seq}x{steps}"))]) {
+        Ok(out) => out
+            .lines()
+            .find(|l| l.starts_with("RESULT training") && l.contains("weights=f16"))
+            .and_then(|l| field(l, "train_tokens_per_s")),
+        Err(e) => {
+            println!("GPT-2 with f16 weights did not run at batch {batch}: {e}");
+            None
+        }
+    };
 
     println!("\n## The same in PyTorch eager (batch {batch} x {seq})");
     let mut torch = Vec::new();
@@ -191,6 +210,9 @@ pub fn bench_gpu() {
     match ours_tps {
         Some(t) => println!("neuron-host (WGSL, fp32): {t:.0} tokens/s at batch {batch} x {seq}"),
         None => println!("neuron-host: no result line from the training bench"),
+    }
+    if let (Some(h), Some(t)) = (half_tps, ours_tps) {
+        println!("neuron-host with f16 weights: {h:.0} tokens/s, {:.2}x the fp32 weights", h / t);
     }
     for (precision, t) in &torch {
         match ours_tps {

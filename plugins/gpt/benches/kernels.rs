@@ -189,6 +189,57 @@ fn main() {
             );
         }
     }
+    if want("f16") {
+        // The forward and input-gradient forms with B, the weights, read from f16
+        // (`weights_f16`) against f32 B, at n x n x n, each kernel family in the same run.
+        if gpu.adapter().features.iter().any(|f| f.as_str() == "SHADER_F16") {
+            k.enable_half_weights(&gpu).unwrap();
+        }
+        match &k.half {
+            None => println!("f16 weights: the adapter has no SHADER_F16"),
+            Some(h) => {
+                println!("| n | form | kernels | f32 weights GFLOP/s | f16 weights GFLOP/s | f16 / f32 |");
+                println!("|---|---|---|---|---|---|");
+                let sizes: Vec<u32> = std::env::var("MATMUL_SIZES").map_or_else(
+                    |_| vec![512, 1024],
+                    |s| s.split(',').map(|n| n.trim().parse().expect("MATMUL_SIZES is n,n,...")).collect(),
+                );
+                for n in sizes {
+                    let a = gpu.buffer_from(&vec![0.5f32; (n * n) as usize], "a").unwrap();
+                    let b = gpu.buffer_from(&vec![0.25f32; (n * n) as usize], "b").unwrap();
+                    // 0.25 in f16 (0x3400), two to a word.
+                    let b16 = gpu.buffer_from(&vec![0x3400_3400u32; (n * n / 2) as usize], "b16").unwrap();
+                    let c = gpu.zeros_f32((n * n) as usize, "c").unwrap();
+                    let rounds = if n >= 2048 { 3 } else { 5 };
+                    let flops = 2.0 * f64::from(n).powi(3);
+                    for (vec4, family) in [(true, "vec4"), (false, "tiled")] {
+                        for form in [Form::Nt, Form::Nn] {
+                            k.vec4 = vec4;
+                            let v = |x: &neuron_plugin_api::Buffer| View::new(x.all(), 0, n);
+                            let full = time(&gpu, rounds, |bt| {
+                                k.matmul(bt, form, v(&a), v(&b), v(&c), [n, n, n], false, None);
+                            });
+                            let half = time(&gpu, rounds, |bt| {
+                                k.matmul_half_b(h, bt, form, v(&a), v(&b16), v(&c), [n, n, n], false, None);
+                            });
+                            let g = |t: f64| flops / t / 1e9;
+                            println!(
+                                "| {n} | {form:?} | {family} | {:.2} | {:.2} | {:.2}x |",
+                                g(full),
+                                g(half),
+                                full / half
+                            );
+                            println!(
+                                "RESULT f16 n={n} form={form:?} kernels={family} f32={:.2} f16={:.2}",
+                                g(full),
+                                g(half)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
     if want("step") {
         let n = 30_000_000u32;
         let g = gpu.buffer_from(&vec![1e-3f32; n as usize], "g").unwrap();

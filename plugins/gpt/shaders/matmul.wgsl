@@ -38,6 +38,12 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
+
+// Every read of B goes through b_at: the f16-weights variant (kernels.rs) changes only B's
+// binding and this function, converting each element to f32; the sums stay f32.
+fn b_at(i: u32) -> f32 {
+    return b[i];
+}
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -92,7 +98,7 @@ fn load_b_rows(col0: u32, k0: u32, t: u32) {
         let base = p.b_off + (k0 + kk) * p.ldb + col0 + j0;
         for (var j = 0u; j < 4u; j++) {
             if (col0 + j0 + j < p.n) {
-                v[j] = b[base + j];
+                v[j] = b_at(base + j);
             }
         }
     }
@@ -108,7 +114,7 @@ fn load_b_cols(col0: u32, k0: u32, t: u32) {
     for (var x = 0u; x < 4u; x++) {
         var v = 0.0;
         if (col < p.n && k0 + kk + x < p.k) {
-            v = b[base + x];
+            v = b_at(base + x);
         }
         b_tile[(kk + x) * Q + j / 4u][j % 4u] = v;
     }

@@ -43,6 +43,12 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+
+// Every read of B goes through b_at: the f16-weights variant (kernels.rs) changes only B's
+// binding and this function, converting each element to f32; the sums stay f32.
+fn b_at(i: u32) -> vec4<f32> {
+    return b[i];
+}
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -109,8 +115,8 @@ fn matmul_nt_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     var c70 = vec4<f32>(0.0); var c71 = vec4<f32>(0.0); var c72 = vec4<f32>(0.0); var c73 = vec4<f32>(0.0);
     var c74 = vec4<f32>(0.0); var c75 = vec4<f32>(0.0); var c76 = vec4<f32>(0.0); var c77 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k / 4u; k++) {
-        let b0 = b[br0 + k]; let b1 = b[br1 + k]; let b2 = b[br2 + k]; let b3 = b[br3 + k];
-        let b4 = b[br4 + k]; let b5 = b[br5 + k]; let b6 = b[br6 + k]; let b7 = b[br7 + k];
+        let b0 = b_at(br0 + k); let b1 = b_at(br1 + k); let b2 = b_at(br2 + k); let b3 = b_at(br3 + k);
+        let b4 = b_at(br4 + k); let b5 = b_at(br5 + k); let b6 = b_at(br6 + k); let b7 = b_at(br7 + k);
         let a0 = a[ar0 + k];
         c00 = fma(a0, b0, c00); c01 = fma(a0, b1, c01); c02 = fma(a0, b2, c02); c03 = fma(a0, b3, c03);
         c04 = fma(a0, b4, c04); c05 = fma(a0, b5, c05); c06 = fma(a0, b6, c06); c07 = fma(a0, b7, c07);
@@ -198,13 +204,13 @@ fn matmul_nn_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     var c15_0 = vec4<f32>(0.0); var c15_1 = vec4<f32>(0.0); var c15_2 = vec4<f32>(0.0); var c15_3 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k / 4u; k++) {
         let r0 = (p.b_off + (k * 4u + 0u) * p.ldb) / 4u;
-        let b0_0 = b[r0 + q0]; let b0_1 = b[r0 + q1]; let b0_2 = b[r0 + q2]; let b0_3 = b[r0 + q3];
+        let b0_0 = b_at(r0 + q0); let b0_1 = b_at(r0 + q1); let b0_2 = b_at(r0 + q2); let b0_3 = b_at(r0 + q3);
         let r1 = (p.b_off + (k * 4u + 1u) * p.ldb) / 4u;
-        let b1_0 = b[r1 + q0]; let b1_1 = b[r1 + q1]; let b1_2 = b[r1 + q2]; let b1_3 = b[r1 + q3];
+        let b1_0 = b_at(r1 + q0); let b1_1 = b_at(r1 + q1); let b1_2 = b_at(r1 + q2); let b1_3 = b_at(r1 + q3);
         let r2 = (p.b_off + (k * 4u + 2u) * p.ldb) / 4u;
-        let b2_0 = b[r2 + q0]; let b2_1 = b[r2 + q1]; let b2_2 = b[r2 + q2]; let b2_3 = b[r2 + q3];
+        let b2_0 = b_at(r2 + q0); let b2_1 = b_at(r2 + q1); let b2_2 = b_at(r2 + q2); let b2_3 = b_at(r2 + q3);
         let r3 = (p.b_off + (k * 4u + 3u) * p.ldb) / 4u;
-        let b3_0 = b[r3 + q0]; let b3_1 = b[r3 + q1]; let b3_2 = b[r3 + q2]; let b3_3 = b[r3 + q3];
+        let b3_0 = b_at(r3 + q0); let b3_1 = b_at(r3 + q1); let b3_2 = b_at(r3 + q2); let b3_3 = b_at(r3 + q3);
         let a0 = a[ar0 + k];
         c0_0 = fma(vec4<f32>(a0.x), b0_0, c0_0); c0_0 = fma(vec4<f32>(a0.y), b1_0, c0_0);
         c0_0 = fma(vec4<f32>(a0.z), b2_0, c0_0); c0_0 = fma(vec4<f32>(a0.w), b3_0, c0_0);
@@ -451,7 +457,7 @@ fn matmul_tn_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         let ra = (p.a_off + k * p.lda) / 4u;
         let rb = (p.b_off + k * p.ldb) / 4u;
         let a0 = a[ra + m0]; let a1 = a[ra + m1]; let a2 = a[ra + m2]; let a3 = a[ra + m3];
-        let b0 = b[rb + q0]; let b1 = b[rb + q1]; let b2 = b[rb + q2]; let b3 = b[rb + q3];
+        let b0 = b_at(rb + q0); let b1 = b_at(rb + q1); let b2 = b_at(rb + q2); let b3 = b_at(rb + q3);
         c0_0 = fma(vec4<f32>(a0.x), b0, c0_0); c0_1 = fma(vec4<f32>(a0.x), b1, c0_1);
         c0_2 = fma(vec4<f32>(a0.x), b2, c0_2); c0_3 = fma(vec4<f32>(a0.x), b3, c0_3);
         c1_0 = fma(vec4<f32>(a0.y), b0, c1_0); c1_1 = fma(vec4<f32>(a0.y), b1, c1_1);

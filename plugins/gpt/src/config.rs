@@ -27,6 +27,11 @@ pub struct GptConfig {
     /// `false` keeps the plain tree everywhere. A choice of how to run, not of the model: it is
     /// not in [`GptConfig::to_toml`], so checkpoints neither save nor compare it.
     pub subgroups: bool,
+    /// The forward and input-gradient matmuls read the weights from an f16 copy (converted to
+    /// f32, summed in f32), refreshed from the f32 master weights after every step; where the
+    /// device has SHADER_F16. Off by default: it changes the numerics (about 1e-3 relative in
+    /// the logits). A choice of how to run: not in [`GptConfig::to_toml`].
+    pub weights_f16: bool,
 }
 
 /// Names of the presets, for messages.
@@ -64,6 +69,7 @@ impl GptConfig {
             eps: 1e-8,
             grad_clip: 1.0,
             subgroups: true,
+            weights_f16: false,
         })
     }
 
@@ -87,6 +93,7 @@ impl GptConfig {
         c.eps = cfg.get("eps", c.eps)?;
         c.grad_clip = cfg.get("grad_clip", c.grad_clip)?;
         c.subgroups = cfg.get("subgroups", c.subgroups)?;
+        c.weights_f16 = cfg.get("weights_f16", c.weights_f16)?;
         cfg.finish()?;
         c.check()?;
         Ok(c)
@@ -143,7 +150,7 @@ impl GptConfig {
     }
 
     /// The effective configuration as TOML (presets expanded), as checkpoints save it: the model's
-    /// shape, initialisation and optimizer, not `subgroups`.
+    /// shape, initialisation and optimizer, not `subgroups` or `weights_f16`.
     pub fn to_toml(&self) -> String {
         format!(
             "preset = \"{}\"\nn_layer = {}\nn_head = {}\nn_embd = {}\nblock_size = {}\nvocab_size = {}\n\
@@ -176,6 +183,15 @@ mod tests {
         let c = GptConfig::parse("preset = \"gpt2\"\nn_layer = 2").unwrap();
         assert_eq!((c.n_layer, c.n_embd, c.vocab_size, c.tokenizer.as_str()), (2, 768, 50257, "gpt2"));
         assert_eq!(GptConfig::parse(&c.to_toml()).unwrap(), c, "the effective config reads back as itself");
+    }
+
+    #[test]
+    fn how_to_run_is_read_but_not_part_of_the_models_identity() {
+        let c = GptConfig::parse("preset = \"tiny\"\nsubgroups = false\nweights_f16 = true").unwrap();
+        assert!(!c.subgroups && c.weights_f16);
+        let saved = c.to_toml();
+        assert!(!saved.contains("subgroups") && !saved.contains("weights_f16"), "{saved}");
+        assert_eq!(saved, GptConfig::parse("preset = \"tiny\"").unwrap().to_toml(), "checkpoints compare equal");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const EMBEDDING: &str = include_str!("../shaders/embedding.wgsl");
 /// Compiled after one of plugin-api's reduction preludes ([`Reduction::with_prelude`]).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 pub const ADAMW: &str = include_str!("../shaders/adamw.wgsl");
+/// The f16 copy of the weights (`weights_f16`); needs SHADER_F16.
+pub const HALF: &str = include_str!("../shaders/half.wgsl");
 
 /// Output tile of the matmul kernels (both dimensions).
 pub const MATMUL_TILE: u32 = 64;
@@ -54,6 +56,8 @@ uniforms! {
     EmbeddingParams { positions: u32, seq: u32, channels: u32, row_start: u32, row_count: u32, wte_off: u32, wpe_off: u32, group_start: u32, group_count: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
     /// `shaders/reduce.wgsl`
     ReduceParams { n: u32, off: u32, base: u32, out_index: u32, scale: f32, _pad0: u32, _pad1: u32, _pad2: u32 }
+    /// `shaders/half.wgsl`
+    HalfParams { n: u32, off: u32, _pad0: u32, _pad1: u32 }
     /// `shaders/adamw.wgsl`
     AdamWParams { n: u32, off: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, bc1: f32, bc2: f32, max_norm: f32, _pad0: u32, _pad1: u32 }
 }
@@ -122,6 +126,38 @@ pub struct Kernels {
     pub max_groups: u32,
     /// The prelude `cross_entropy`, `top_k` and the reductions were compiled after.
     pub reduction: Reduction,
+    /// The f16-weights kernels, once [`Kernels::enable_half_weights`] has compiled them.
+    pub half: Option<HalfKernels>,
+}
+
+/// The kernels of the f16-weights option: the forward (`nt`) and input-gradient (`nn`) matmuls
+/// reading B, the weights, from an f16 copy (each element converted to f32, the sums in f32), and
+/// the kernel that refreshes the copy from the f32 master weights.
+pub struct HalfKernels {
+    pub matmul_nt: Kernel,
+    pub matmul_nn: Kernel,
+    pub matmul_nt_v4: Kernel,
+    pub matmul_nn_v4: Kernel,
+    pub to_f16: Kernel,
+}
+
+/// `source` with its B operand read from f16 storage: `enable f16;` first, B's binding
+/// `array<f16>` (or `array<vec4<f16>>`) and `b_at` converting each read to f32. The source must
+/// read B only through `b_at`, as matmul.wgsl and matmul_vec4.wgsl do.
+pub fn with_f16_b(source: &str) -> Result<String> {
+    for (elem, half) in [("vec4<f32>", "vec4<f16>"), ("f32", "f16")] {
+        let binding = format!("@group(0) @binding(1) var<storage, read> b: array<{elem}>;");
+        let reader = format!("fn b_at(i: u32) -> {elem} {{\n    return b[i];\n}}");
+        if source.contains(&binding) && source.contains(&reader) {
+            let s = source
+                .replace(&binding, &format!("@group(0) @binding(1) var<storage, read> b: array<{half}>;"))
+                .replace(&reader, &format!("fn b_at(i: u32) -> {elem} {{\n    return {elem}(b[i]);\n}}"));
+            return Ok(format!("enable f16;\n{s}"));
+        }
+    }
+    Err(neuron_plugin_api::PluginError::internal(
+        "gpt: a matmul kernel no longer reads B through `b_at`; the f16-weights variant cannot be made",
+    ))
 }
 
 impl Kernels {
@@ -301,7 +337,35 @@ impl Kernels {
             )?,
             max_groups: gpu.adapter().limits.max_compute_workgroups_per_dimension.max(1),
             reduction,
+            half: None,
         })
+    }
+
+    /// Compiles the f16-weights kernels ([`HalfKernels`]); the device must have SHADER_F16.
+    pub fn enable_half_weights(&mut self, gpu: &Gpu) -> Result<()> {
+        let (tiled, v4) = (with_f16_b(MATMUL)?, with_f16_b(MATMUL_VEC4)?);
+        let decl = |src: &str, entry: &'static str, bias: bool| {
+            let d = KernelDecl::new(src.to_string(), entry).read("a").read("b");
+            let d = if bias { d.read("bias") } else { d };
+            d.write("c").uniform::<MatmulParams>()
+        };
+        self.half = Some(HalfKernels {
+            matmul_nt: gpu.kernel(decl(&tiled, "matmul_nt", true))?,
+            matmul_nn: gpu.kernel(decl(&tiled, "matmul_nn", false))?,
+            matmul_nt_v4: gpu.kernel(decl(&v4, "matmul_nt_v4", true))?,
+            matmul_nn_v4: gpu.kernel(decl(&v4, "matmul_nn_v4", true))?,
+            to_f16: gpu.kernel(KernelDecl::new(HALF, "to_f16").read("x").write("x16").uniform::<HalfParams>())?,
+        });
+        Ok(())
+    }
+
+    /// `x16[off..off + n] = f16(x[off..off + n])`: refreshes the f16 copy of the weights (a no-op
+    /// until [`Kernels::enable_half_weights`]).
+    pub fn to_f16(&self, b: &mut Batch<'_>, x: BufferSlice, x16: BufferSlice, off: u32, n: u32) {
+        if let Some(half) = &self.half {
+            let p = HalfParams { n, off, ..Default::default() };
+            b.dispatch_with(&half.to_f16, &[x, x16], self.elementwise_grid(n), &p);
+        }
     }
 
     /// A grid of at least `groups` workgroups, folded into two dimensions when one is not enough
@@ -327,9 +391,45 @@ impl Kernels {
         a: View,
         bm: View,
         c: View,
+        mnk: [u32; 3],
+        accumulate: bool,
+        bias: Option<View>,
+    ) {
+        self.matmul_with(b, form, a, bm, c, mnk, accumulate, bias, None);
+    }
+
+    /// [`Kernels::matmul`] with B, the weights, read from their f16 copy `bm` (same offsets and
+    /// leading dimension, in elements) by `half`'s kernels; only the forward (`Nt`) and
+    /// input-gradient (`Nn`) forms.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_half_b(
+        &self,
+        half: &HalfKernels,
+        b: &mut Batch<'_>,
+        form: Form,
+        a: View,
+        bm: View,
+        c: View,
+        mnk: [u32; 3],
+        accumulate: bool,
+        bias: Option<View>,
+    ) {
+        debug_assert!(form != Form::Tn, "the weight-gradient form reads no weights");
+        self.matmul_with(b, form, a, bm, c, mnk, accumulate, bias, Some(half));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_with(
+        &self,
+        b: &mut Batch<'_>,
+        form: Form,
+        a: View,
+        bm: View,
+        c: View,
         [m, n, k]: [u32; 3],
         accumulate: bool,
         bias: Option<View>,
+        half: Option<&HalfKernels>,
     ) {
         if m == 0 || n == 0 {
             return;
@@ -360,18 +460,24 @@ impl Kernels {
                 Form::Tn => aligned(&[m, n]),
             };
         if fast {
-            let (kernel, groups) = match form {
-                Form::Nt => (&self.matmul_nt_v4, [n.div_ceil(64), m.div_ceil(8), 1]),
-                Form::Nn => (&self.matmul_nn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
-                Form::Tn => (&self.matmul_tn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
+            let (kernel, groups) = match (form, half) {
+                (Form::Nt, Some(h)) => (&h.matmul_nt_v4, [n.div_ceil(64), m.div_ceil(8), 1]),
+                (Form::Nn, Some(h)) => (&h.matmul_nn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
+                (Form::Nt, None) => (&self.matmul_nt_v4, [n.div_ceil(64), m.div_ceil(8), 1]),
+                (Form::Nn, None) => (&self.matmul_nn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
+                (Form::Tn, _) => (&self.matmul_tn_v4, [n.div_ceil(128), m.div_ceil(16), 1]),
             };
             b.dispatch_with(kernel, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params);
             return;
         }
         let groups = [n.div_ceil(MATMUL_TILE), m.div_ceil(MATMUL_TILE), 1];
+        let (nt, nn) = match half {
+            Some(h) => (&h.matmul_nt, &h.matmul_nn),
+            None => (&self.matmul_nt, &self.matmul_nn),
+        };
         match form {
-            Form::Nt => b.dispatch_with(&self.matmul_nt, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params),
-            Form::Nn => b.dispatch_with(&self.matmul_nn, &[a.buf, bm.buf, c.buf], groups, &params),
+            Form::Nt => b.dispatch_with(nt, &[a.buf, bm.buf, bias_buf, c.buf], groups, &params),
+            Form::Nn => b.dispatch_with(nn, &[a.buf, bm.buf, c.buf], groups, &params),
             Form::Tn => b.dispatch_with(&self.matmul_tn, &[a.buf, bm.buf, c.buf], groups, &params),
         };
     }

@@ -24,6 +24,8 @@ pub fn plugin() -> Plugin {
     Plugin::new("gpt", "GPT-2-architecture language model: forward, backward and AdamW as WGSL kernels")
         // Sums over a workgroup on subgroup operations where the adapter has them.
         .use_feature_if_available("SUBGROUP")
+        // An f16 copy of the weights for the matmuls, when the configuration asks for it.
+        .use_feature_if_available("SHADER_F16")
         .model(Gpt::new)
 }
 

@@ -25,6 +25,9 @@ struct Shard {
     grads: Buffer,
     m: Buffer,
     v: Buffer,
+    /// The f16 copy of `params` that the matmuls read with `weights_f16` (refreshed after every
+    /// change of `params`); `None` without it.
+    half: Option<Buffer>,
 }
 
 /// What one transformer block keeps from the forward pass for the backward pass.
@@ -137,7 +140,21 @@ impl Gpt {
         let split_elems = options.max_binding_bytes.map_or(max_elems, |b| (b as usize / 4).min(max_elems));
         let layout = Layout::new(&cfg, split_elems)?;
         let reduction = if cfg.subgroups { Reduction::for_gpu(&gpu) } else { Reduction::Tree };
-        let k = Kernels::new(&gpu, reduction)?;
+        let mut k = Kernels::new(&gpu, reduction)?;
+        let adapter = gpu.adapter();
+        let half_weights = cfg.weights_f16 && {
+            let offered = adapter.features.iter().any(|f| f.as_str() == "SHADER_F16");
+            if !offered {
+                tracing::warn!(
+                    "weights_f16 = true, but adapter {} has no SHADER_F16: the matmuls read the f32 weights",
+                    adapter.name
+                );
+            }
+            offered
+        };
+        if half_weights {
+            k.enable_half_weights(&gpu)?;
+        }
         let mut shards = Vec::new();
         for (i, values) in layout.initial_values(cfg.seed).into_iter().enumerate() {
             let n = values.len();
@@ -150,6 +167,13 @@ impl Gpt {
                 grads: gpu.buffer(f32s(n), &format!("gpt.grads.{i}"))?,
                 m: gpu.buffer(f32s(n), &format!("gpt.exp_avg.{i}"))?,
                 v: gpu.buffer(f32s(n), &format!("gpt.exp_avg_sq.{i}"))?,
+                half: match half_weights {
+                    // f16 elements, padded to whole 4-byte words.
+                    true => {
+                        Some(gpu.buffer((n.max(1) * 2).next_multiple_of(4) as u64, &format!("gpt.params_f16.{i}"))?)
+                    }
+                    false => None,
+                },
             });
         }
         let partial_count: u32 = shards.iter().map(|s| (s.len as u32).div_ceil(SUMSQ_SEGMENT)).sum();
@@ -162,9 +186,10 @@ impl Gpt {
             parameters = layout.parameters(),
             shards = shards.len(),
             reductions = ?reduction,
+            weights = if half_weights { "f16 copy for the matmuls, f32 master" } else { "f32" },
             "gpt model ready"
         );
-        Ok(Self {
+        let model = Self {
             gpu,
             cfg,
             k,
@@ -178,7 +203,59 @@ impl Gpt {
             infer: None,
             pending: None,
             step: 0,
-        })
+        };
+        model.refresh_half_weights()?;
+        Ok(model)
+    }
+
+    /// Records the refresh of every shard's f16 copy from its f32 weights (nothing without
+    /// `weights_f16`).
+    fn record_half_weights(&self, b: &mut Batch<'_>) {
+        for s in &self.shards {
+            if let Some(half) = &s.half {
+                self.k.to_f16(b, s.params.all(), half.all(), 0, s.len as u32);
+            }
+        }
+    }
+
+    fn refresh_half_weights(&self) -> Result<()> {
+        if self.shards.iter().any(|s| s.half.is_some()) {
+            let mut b = self.gpu.batch();
+            self.record_half_weights(&mut b);
+            b.submit()?;
+        }
+        Ok(())
+    }
+
+    /// C (+)= op(A) W-piece, where the weights are the `p` piece of a tensor with rows of `inp`:
+    /// from their f16 copy with `weights_f16`, else from the f32 weights.
+    #[allow(clippy::too_many_arguments)]
+    fn weight_matmul(
+        &self,
+        b: &mut Batch<'_>,
+        form: Form,
+        a: View,
+        p: &Piece,
+        inp: u32,
+        c: View,
+        mnk: [u32; 3],
+        accumulate: bool,
+        bias: Option<View>,
+    ) {
+        let shard = &self.shards[p.shard];
+        match (&self.k.half, &shard.half) {
+            (Some(h), Some(x16)) => {
+                let wv = View::new(x16.all(), p.offset, inp);
+                self.k.matmul_half_b(h, b, form, a, wv, c, mnk, accumulate, bias)
+            }
+            _ => self.k.matmul(b, form, a, View::new(shard.params.all(), p.offset, inp), c, mnk, accumulate, bias),
+        }
+    }
+
+    /// Whether the matmuls read an f16 copy of the weights (`weights_f16` on a device with
+    /// SHADER_F16).
+    pub fn weights_f16(&self) -> bool {
+        self.k.half.is_some()
     }
 
     pub fn config(&self) -> &GptConfig {
@@ -194,9 +271,10 @@ impl Gpt {
         self.read_tensors(|s| &s.grads, "")
     }
 
-    /// Bytes of parameters, gradients and Adam moments (4 copies of every parameter).
+    /// Bytes of parameters, gradients and Adam moments (4 copies of every parameter), and of the
+    /// f16 copy of the weights with `weights_f16`.
     pub fn state_bytes(&self) -> u64 {
-        self.shards.iter().map(|s| 16 * s.len as u64).sum()
+        self.shards.iter().map(|s| 16 * s.len as u64 + s.half.as_ref().map_or(0, |h| h.size())).sum()
     }
 
     fn tensor(&self, id: usize) -> &ParamTensor {
@@ -340,9 +418,8 @@ impl Gpt {
         let t = self.tensor(w);
         let inp = t.row_len() as u32;
         for p in &t.pieces {
-            let wv = View::new(self.shards[p.shard].params.all(), p.offset, inp);
             let bv = bias.map(|id| self.param_view(id, 0).at(0, p.row_start));
-            self.k.matmul(b, Form::Nt, x, wv, y.at(0, p.row_start), [rows, p.rows, inp], false, bv);
+            self.weight_matmul(b, Form::Nt, x, p, inp, y.at(0, p.row_start), [rows, p.rows, inp], false, bv);
         }
     }
 
@@ -363,8 +440,7 @@ impl Gpt {
         for (i, p) in t.pieces.iter().enumerate() {
             let dy_cols = dy.at(0, p.row_start);
             if let Some(dx) = dx {
-                let wv = View::new(self.shards[p.shard].params.all(), p.offset, inp);
-                self.k.matmul(b, Form::Nn, dy_cols, wv, dx, [rows, inp, p.rows], i > 0, None);
+                self.weight_matmul(b, Form::Nn, dy_cols, p, inp, dx, [rows, inp, p.rows], i > 0, None);
             }
             let gv = View::new(self.shards[p.shard].grads.all(), p.offset, inp);
             self.k.matmul(b, Form::Tn, dy_cols, x, gv, [p.rows, inp, rows], true, None);
@@ -805,6 +881,7 @@ impl ModelPlugin for Gpt {
             p.weight_decay = 0.0;
             self.k.adamw(&mut b, bufs, &p);
         }
+        self.record_half_weights(&mut b);
         let r = b.read(self.scalars.range(0, 4));
         let norm = b.submit()?.get::<f32>(r)?[0].sqrt();
         let clip = if c.grad_clip > 0.0 && norm > c.grad_clip { c.grad_clip / (norm + 1e-6) } else { 1.0 };
@@ -862,7 +939,8 @@ impl ModelPlugin for Gpt {
         match group {
             StateGroup::MODEL => {
                 let params = self.assemble(tensors, "")?;
-                self.upload(&params, |s| &s.params)
+                self.upload(&params, |s| &s.params)?;
+                self.refresh_half_weights()
             }
             StateGroup::OPTIMIZER => {
                 let step = tensors.iter().find(|t| t.name.as_str() == "step").expect("checked").to_i64_scalar()?;

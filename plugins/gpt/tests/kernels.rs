@@ -56,8 +56,17 @@ fn view(b: &Buffer, off: u32, ld: u32) -> View {
 fn matmul_all_forms_match_on_ragged_sizes_with_offsets_and_accumulation() {
     // Tolerance 1e-5 + 1e-4 |ref|: inputs in [-1, 1], K up to 150 f32 products.
     // Both kernels: matmul.wgsl (any shape; here at odd offsets and leading dimensions) and the
-    // vec4 fast path (4-aligned operands, ragged M and N).
+    // vec4 fast path (4-aligned operands, ragged M and N). And where the device has SHADER_F16
+    // (lavapipe does), the f16-weights variants of the two forms that read weights (Nt, Nn):
+    // B uploaded as f16, the reference on B rounded to f16, the same tolerance (the sums are f32).
     let mut f = fixture();
+    let has_f16 = f.gpu.adapter().features.iter().any(|x| x.as_str() == "SHADER_F16");
+    if is_lavapipe() {
+        assert!(has_f16, "lavapipe offers SHADER_F16: the f16-weights kernels must be checked here");
+    }
+    if has_f16 {
+        f.k.enable_half_weights(&f.gpu).unwrap();
+    }
     let mut r = Rand::new(1);
     let shapes = [
         (1u32, 1u32, 1u32, false),
@@ -69,7 +78,11 @@ fn matmul_all_forms_match_on_ragged_sizes_with_offsets_and_accumulation() {
     let aligned = [(4u32, 4u32, 4u32, true), (12, 68, 20, true), (132, 76, 152, true), (64, 64, 64, true)];
     for &(m, n, k, fast) in shapes.iter().chain(&aligned) {
         f.k.vec4 = fast;
-        for form in [Form::Nt, Form::Nn, Form::Tn] {
+        for (form, half_b) in [Form::Nt, Form::Nn, Form::Tn]
+            .into_iter()
+            .flat_map(|form| [(form, false), (form, true)])
+            .filter(|&(form, half_b)| !half_b || (has_f16 && form != Form::Tn))
+        {
             // A, B and C live at offsets inside wider matrices (leading dimension + 3, or + 4).
             let (a_rows, a_cols) = if form == Form::Tn { (k, m) } else { (m, k) };
             let (b_rows, b_cols) = if form == Form::Nt { (n, k) } else { (k, n) };
@@ -77,25 +90,29 @@ fn matmul_all_forms_match_on_ragged_sizes_with_offsets_and_accumulation() {
             let (lda, ldb, ldc) = (a_cols + pad, b_cols + pad, n + 3);
             let (a_off, b_off, c_off) = if fast { (8, 4, 2) } else { (5, 7, 2) };
             let a = r.vec((a_off + a_rows * lda) as usize, 1.0);
-            let b = r.vec((b_off + b_rows * ldb) as usize, 1.0);
+            let mut b = r.vec((b_off + b_rows * ldb) as usize, 1.0);
+            // f16 weights: what the kernel reads is B rounded to f16, so the reference uses that.
+            let b16: Vec<u16> = b.iter().map(|&x| half::f16::from_f32(x).to_bits()).chain([0]).collect();
+            if half_b {
+                b = b16.iter().take(b.len()).map(|&h| half::f16::from_bits(h).to_f32()).collect();
+            }
             let c0 = r.vec((c_off + m * ldc) as usize, 1.0);
             let bias = r.vec(n as usize + 4, 1.0);
             let use_bias = form == Form::Nt;
             let bias = if use_bias { bias } else { vec![0.0; bias.len()] };
             for accumulate in [false, true] {
-                let (ab, bb, cb, biasb) = (f.buf(&a), f.buf(&b), f.buf(&c0), f.buf(&bias));
+                // The f16 copy padded to whole 4-byte words, as the model pads it.
+                let bb = if half_b { f.buf(&b16[..b16.len() & !1]) } else { f.buf(&b) };
+                let (ab, cb, biasb) = (f.buf(&a), f.buf(&c0), f.buf(&bias));
                 let mut batch = f.gpu.batch();
                 let bias_view = use_bias.then(|| view(&biasb, 4, 0));
-                f.k.matmul(
-                    &mut batch,
-                    form,
-                    view(&ab, a_off, lda),
-                    view(&bb, b_off, ldb),
-                    view(&cb, c_off, ldc),
-                    [m, n, k],
-                    accumulate,
-                    bias_view,
-                );
+                let (av, bv, cv) = (view(&ab, a_off, lda), view(&bb, b_off, ldb), view(&cb, c_off, ldc));
+                match (half_b, &f.k.half) {
+                    (true, Some(h)) => {
+                        f.k.matmul_half_b(h, &mut batch, form, av, bv, cv, [m, n, k], accumulate, bias_view)
+                    }
+                    _ => f.k.matmul(&mut batch, form, av, bv, cv, [m, n, k], accumulate, bias_view),
+                }
                 batch.submit().unwrap();
                 let mut want = f64s(&c0);
                 for i in 0..m {
@@ -121,7 +138,7 @@ fn matmul_all_forms_match_on_ragged_sizes_with_offsets_and_accumulation() {
                         want[idx] = if accumulate { want[idx] + s } else { s };
                     }
                 }
-                let what = format!("{form:?} {m}x{n}x{k} vec4={fast} acc={accumulate}");
+                let what = format!("{form:?} {m}x{n}x{k} vec4={fast} acc={accumulate} f16_weights={half_b}");
                 assert_close(&what, &f.read(&cb), &want, 1e-5, 1e-4);
             }
         }

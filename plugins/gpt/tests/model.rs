@@ -176,6 +176,53 @@ fn subgroup_and_tree_reductions_train_alike_and_each_is_deterministic() {
 }
 
 #[test]
+fn f16_weights_track_the_f32_model_train_repeatably_and_keep_f32_state() {
+    // `weights_f16 = true`: the matmuls read an f16 copy of the weights, refreshed after every
+    // step and import; the master weights, the optimizer and the exported state stay f32.
+    let gpu = gpu();
+    if !gpu.adapter().features.iter().any(|f| f.as_str() == "SHADER_F16") {
+        assert!(!gpu.adapter().name.contains("llvmpipe"), "lavapipe offers SHADER_F16: this test must run there");
+        eprintln!("skipped: adapter {} lacks SHADER_F16; only f32 weights exist here", gpu.adapter().name);
+        return;
+    }
+    let (tokens, targets) = text_batch(4, 16);
+    let half_cfg = format!("{TINY}\nweights_f16 = true");
+    let (mut h, mut f) = (model(&half_cfg), model(TINY));
+    assert_eq!(h.export_state(StateGroup::MODEL).unwrap(), f.export_state(StateGroup::MODEL).unwrap());
+    let batch = TokenBatch::new(4, 16, &tokens);
+    let (lh, lf) = (
+        h.forward(batch, OutputRequest::logits()).unwrap().logits,
+        f.forward(batch, OutputRequest::logits()).unwrap().logits,
+    );
+    let scale = lf.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let worst = lh.iter().zip(lf.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) / scale;
+    assert!(worst > 0.0 && worst < 1e-2, "f16 weights move the logits by {worst} of their scale");
+
+    let half_losses = train(&mut h, &tokens, &targets, 4, 40, 1e-2);
+    let full_losses = train(&mut f, &tokens, &targets, 4, 40, 1e-2);
+    assert!((half_losses[0] - full_losses[0]).abs() < 1e-3 * full_losses[0], "{half_losses:?} / {full_losses:?}");
+    assert!(half_losses[39] < 0.5 * half_losses[0], "it trains: {half_losses:?}");
+    // Rounding the weights each step moves the trajectory a little: within 10% (+ 0.01) of the
+    // f32 model's loss at every step of 40.
+    for (i, (h, f)) in half_losses.iter().zip(&full_losses).enumerate() {
+        assert!((h - f).abs() <= 0.1 * f + 0.01, "step {i}: {h} with f16 weights, {f} without");
+    }
+    let mut again = model(&half_cfg);
+    assert_eq!(train(&mut again, &tokens, &targets, 4, 40, 1e-2), half_losses, "bit for bit repeatable");
+
+    // The exported weights are the f32 masters; importing them refreshes the f16 copy.
+    let state = h.export_state(StateGroup::MODEL).unwrap();
+    assert!(state.iter().all(|t| t.dtype == neuron_plugin_api::DType::F32));
+    let mut fresh = model("preset = \"tiny\"\nseed = 9\nweights_f16 = true");
+    fresh.import_state(StateGroup::MODEL, &state).unwrap();
+    let (a, b) = (
+        h.forward(batch, OutputRequest::logits()).unwrap().logits,
+        fresh.forward(batch, OutputRequest::logits()).unwrap().logits,
+    );
+    assert!(a.iter().zip(b.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "the import refreshed the copy");
+}
+
+#[test]
 fn top_k_and_last_positions_agree_with_the_logits() {
     let mut m = model(TINY);
     let tokens = random_tokens(3 * 9, 4);
