@@ -15,7 +15,8 @@
 //! - the GPU: [`Gpu`] (WGSL kernels, buffers, batched submissions through the host's device,
 //!   without linking wgpu) and [`KernelDecl`], which states a kernel's bindings and uniform layout
 //!   once in Rust and has them checked against the WGSL when the kernel is built;
-//! - [`shaders`]: the WGSL plugins share (the workgroup-sum prelude, the top-k kernels) beside the
+//! - [`shaders`]: the WGSL plugins share (the workgroup reductions, as a tree or on subgroup
+//!   operations per device, and the top-k kernels) beside the
 //!   Rust types that describe their buffers ([`TopKAnswers`], [`TopKParams`]);
 //! - [`PluginConfig`] for reading the plugin's TOML section, and the data types that cross the
 //!   boundary ([`TokenBatch`], [`ForwardOutput`], [`Tensor`], ...).

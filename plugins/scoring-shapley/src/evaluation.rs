@@ -10,9 +10,9 @@ use neuron_plugin_api::{
 
 use crate::ShapleyConfig;
 
-// Each kernel after the shared workgroup sum it calls (WGSL has no includes).
-// The top-k kernels are plugin-api's; the synergy kernel is this crate's, compiled after the
-// shared workgroup-sum prelude (WGSL has no includes).
+// Each kernel after the shared workgroup-sum prelude it calls (WGSL has no includes): the tree,
+// or subgroup operations where the device has them (`Kernels::compile`'s `reduction`).
+// The top-k kernels are plugin-api's; the synergy kernel is this crate's.
 const SYNERGY: &str = include_str!("../shaders/shapley_synergy.wgsl");
 /// Scratch the divergence pass takes per buffer (two of them), at most, by default.
 pub(crate) const SCRATCH_BYTES: u64 = 32 << 20;
