@@ -1,4 +1,4 @@
-//! [`export_plugin!`] and the hidden helpers it expands to.
+//! [`export_plugin!`](crate::export_plugin) and the hidden helpers it expands to.
 
 /// Declares the plugin: write it once, at the crate root, naming a function
 /// that returns the [`Plugin`](crate::Plugin) descriptor.

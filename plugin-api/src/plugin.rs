@@ -82,7 +82,7 @@ pub struct PluginInfo {
     pub gpu: GpuRequirements,
 }
 
-/// The root module every plugin exports (through [`export_plugin!`]).
+/// The root module every plugin exports (through [`export_plugin!`](crate::export_plugin)).
 /// A prefix type: fields may be added after the last prefix field without
 /// breaking plugins built earlier; never reorder or remove.
 #[repr(C)]

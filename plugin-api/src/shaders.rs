@@ -13,7 +13,7 @@
 //! - [`Reduction::topk_cross_entropy`]: each miner's mean next-token cross-entropy from its top-k
 //!   answer (`miner_loss`) and the probability mass each answer leaves outside its top k
 //!   (`position_logprobs`); buffers packed by [`TopKAnswers`](crate::TopKAnswers), uniform
-//!   [`TopKParams`](crate::TopKParams). Declared with its bindings in [`miner_loss`].
+//!   [`TopKParams`]. Declared with its bindings in [`miner_loss`].
 //! - [`Reduction::topk_divergence`]: how far each miner's distribution is from the miners'
 //!   average (Hellinger), per position, and how much it exceeds the usual spread; uniform
 //!   [`TopKDivergenceParams`].

@@ -7,7 +7,7 @@
 //!   a machine without one), the same implementation the host gives a plugin, for building a model
 //!   or scorer in-process and checking its kernels; [`gpu_for`] opens the device with the
 //!   features the plugin declares, as the host would;
-//! - [`reference`]: seeded random inputs and plain f64 CPU references (matmul, softmax,
+//! - [`reference`](mod@reference): seeded random inputs and plain f64 CPU references (matmul, softmax,
 //!   cross-entropy, layer norm, GELU) with [`reference::assert_close`];
 //! - [`gradcheck`]: finite-difference gradients of any function, and of a model's loss through its
 //!   state ([`gradcheck::check_model_gradients`]);
