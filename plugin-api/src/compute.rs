@@ -110,6 +110,14 @@ pub struct AdapterInfo {
     pub features: RVec<RString>,
 }
 
+impl AdapterInfo {
+    /// Whether the device has wgpu feature `name` (e.g. "SUBGROUP", "SHADER_F16") enabled: what a
+    /// plugin that asked for it with `use_feature_if_available` chooses its path by.
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f.as_str() == name)
+    }
+}
+
 /// Counters of a compute context (and, for kernels, of the whole process).
 #[repr(C)]
 #[derive(StableAbi, Copy, Clone, Debug, Default, PartialEq, Eq)]

@@ -63,7 +63,7 @@ pub struct GpuRequirements {
     pub features: RVec<RString>,
     pub limits: RVec<LimitRequirement>,
     /// Enabled when the adapter offers them; the plugin picks its path from
-    /// `Gpu::adapter().features`, which lists what the device has enabled.
+    /// `Gpu::adapter().features` (or `.has_feature(name)`), which lists what the device has enabled.
     pub optional_features: RVec<RString>,
 }
 
@@ -172,8 +172,8 @@ impl Plugin {
 
     /// Uses a wgpu feature when the adapter offers it (e.g. "SUBGROUP" or "SHADER_F16" for a
     /// faster path): the host enables it if it can and never refuses the plugin for lacking it.
-    /// Choose the path at run time from `gpu.adapter().features`, keeping the plain path as the
-    /// fallback, and test both where an adapter offers the feature.
+    /// Choose the path at run time with `gpu.adapter().has_feature(name)`, keeping the plain path
+    /// as the fallback, and test both where an adapter offers the feature.
     pub fn use_feature_if_available(mut self, name: &str) -> Self {
         self.optional_features.push(name.to_string());
         self

@@ -60,7 +60,7 @@ impl Reduction {
     /// `use_feature_if_available("SUBGROUP")` on an adapter that offers it (or for another plugin
     /// on the same device).
     pub fn for_gpu(gpu: &Gpu) -> Self {
-        if gpu.adapter().features.iter().any(|f| f.as_str() == "SUBGROUP") {
+        if gpu.adapter().has_feature("SUBGROUP") {
             Self::Subgroup
         } else {
             Self::Tree

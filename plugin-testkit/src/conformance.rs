@@ -37,13 +37,12 @@ use std::{
 };
 
 use neuron_plugin_api::{
-    DType, ErrorKind, GpuRequirements, MinerResponse, OutputRequest, PluginKinds, ResponseStatus, ScoringBatch,
-    StateGroup, Tensor, TokenBatch,
+    DType, ErrorKind, MinerResponse, OutputRequest, PluginKinds, ResponseStatus, ScoringBatch, StateGroup, Tensor,
+    TokenBatch,
 };
 use neuron_plugin_host::{
-    gpu::Requirement,
     loader::{LoadedPlugin, PluginModel, PluginScorer},
-    Error as HostError, GpuDevice, GpuOptions,
+    Error as HostError, GpuDevice,
 };
 
 use crate::{
@@ -218,16 +217,13 @@ impl Conformance {
         let device = match gpu {
             Some(g) => g.clone(),
             // The shared device has no plugin's features; one that asks for any gets its own.
-            None if info.gpu == GpuRequirements::default() => crate::device(),
-            None => {
-                match GpuDevice::open(&GpuOptions::from_env(), &[Requirement { plugin: &info.name, gpu: &info.gpu }]) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        report.checks.push(Check { name: "GPU", outcome: Outcome::Fail(e.to_string()) });
-                        return report;
-                    }
+            None => match crate::device_with(&info.name, &info.gpu) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.checks.push(Check { name: "GPU", outcome: Outcome::Fail(e.to_string()) });
+                    return report;
                 }
-            }
+            },
         };
         if plugin.provides(PluginKinds::MODEL) {
             ModelChecks { suite: self, plugin, gpu: &device }.run(&mut report.checks);

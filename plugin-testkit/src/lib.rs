@@ -61,20 +61,30 @@ pub fn gpu(label: &str) -> neuron_plugin_api::Gpu {
 /// where the adapter offers them. Opened once per distinct set of requirements. Panics with the
 /// host's one-line reason when the adapter lacks a required feature or limit.
 pub fn device_for(plugin: &neuron_plugin_api::Plugin) -> Arc<GpuDevice> {
-    static DEVICES: Mutex<Vec<(String, Arc<GpuDevice>)>> = Mutex::new(Vec::new());
     let info = plugin.info();
-    if info.gpu.features.is_empty() && info.gpu.optional_features.is_empty() && info.gpu.limits.is_empty() {
-        return device();
+    device_with(&info.name, &info.gpu).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`device`] for a plugin that declares no GPU requirement, else a device opened with
+/// `plugin`'s requirements (once per distinct set, for the process): what [`device_for`] and the
+/// conformance suite run a plugin on.
+pub(crate) fn device_with(
+    plugin: &str,
+    requirements: &neuron_plugin_api::GpuRequirements,
+) -> Result<Arc<GpuDevice>, HostError> {
+    static DEVICES: Mutex<Vec<(String, Arc<GpuDevice>)>> = Mutex::new(Vec::new());
+    if *requirements == neuron_plugin_api::GpuRequirements::default() {
+        return Ok(device());
     }
-    let key = format!("{:?}", info.gpu);
+    let key = format!("{requirements:?}");
     let mut devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, d)) = devices.iter().find(|(k, _)| *k == key) {
-        return d.clone();
+        return Ok(d.clone());
     }
-    let requirement = neuron_plugin_host::gpu::Requirement { plugin: info.name.as_str(), gpu: &info.gpu };
-    let d = GpuDevice::open(&GpuOptions::from_env(), &[requirement]).unwrap_or_else(|e| panic!("{e}"));
+    let requirement = neuron_plugin_host::gpu::Requirement { plugin, gpu: requirements };
+    let d = GpuDevice::open(&GpuOptions::from_env(), &[requirement])?;
     devices.push((key, d.clone()));
-    d
+    Ok(d)
 }
 
 /// A fresh compute context on [`device_for`]`(plugin)`.

@@ -192,7 +192,7 @@ fn main() {
     if want("f16") {
         // The forward and input-gradient forms with B, the weights, read from f16
         // (`weights_f16`) against f32 B, at n x n x n, each kernel family in the same run.
-        if gpu.adapter().features.iter().any(|f| f.as_str() == "SHADER_F16") {
+        if gpu.adapter().has_feature("SHADER_F16") {
             k.enable_half_weights(&gpu).unwrap();
         }
         match &k.half {

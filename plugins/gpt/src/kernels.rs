@@ -141,6 +141,14 @@ pub struct HalfKernels {
     pub to_f16: Kernel,
 }
 
+/// A matmul entry point of `source` (matmul.wgsl, matmul_vec4.wgsl or an f16-weights variant of
+/// either), declared: a, b, the bias where the entry point binds it, c, and [`MatmulParams`].
+fn matmul_decl<'a>(source: &'a str, entry: &'a str, binds_bias: bool) -> KernelDecl<'a> {
+    let decl = KernelDecl::new(source, entry).read("a").read("b");
+    let decl = if binds_bias { decl.read("bias") } else { decl };
+    decl.write("c").uniform::<MatmulParams>()
+}
+
 /// `source` with its B operand read from f16 storage: `enable f16;` first, B's binding
 /// `array<f16>` (or `array<vec4<f16>>`) and `b_at` converting each read to f32. The source must
 /// read B only through `b_at`, as matmul.wgsl and matmul_vec4.wgsl do.
@@ -169,46 +177,14 @@ impl Kernels {
         let cross_entropy = reduction.with_prelude(CROSS_ENTROPY);
         let reduce = reduction.with_prelude(REDUCE);
         Ok(Self {
-            matmul_nt: gpu.kernel(
-                KernelDecl::new(MATMUL, "matmul_nt")
-                    .read("a")
-                    .read("b")
-                    .read("bias")
-                    .write("c")
-                    .uniform::<MatmulParams>(),
-            )?,
-            matmul_nn: gpu.kernel(
-                KernelDecl::new(MATMUL, "matmul_nn").read("a").read("b").write("c").uniform::<MatmulParams>(),
-            )?,
-            matmul_tn: gpu.kernel(
-                KernelDecl::new(MATMUL, "matmul_tn").read("a").read("b").write("c").uniform::<MatmulParams>(),
-            )?,
+            matmul_nt: gpu.kernel(matmul_decl(MATMUL, "matmul_nt", true))?,
+            matmul_nn: gpu.kernel(matmul_decl(MATMUL, "matmul_nn", false))?,
+            matmul_tn: gpu.kernel(matmul_decl(MATMUL, "matmul_tn", false))?,
             bias_grad: gpu
                 .kernel(KernelDecl::new(MATMUL, "bias_grad").read("a").write("c").uniform::<MatmulParams>())?,
-            matmul_nt_v4: gpu.kernel(
-                KernelDecl::new(MATMUL_VEC4, "matmul_nt_v4")
-                    .read("a")
-                    .read("b")
-                    .read("bias")
-                    .write("c")
-                    .uniform::<MatmulParams>(),
-            )?,
-            matmul_nn_v4: gpu.kernel(
-                KernelDecl::new(MATMUL_VEC4, "matmul_nn_v4")
-                    .read("a")
-                    .read("b")
-                    .read("bias")
-                    .write("c")
-                    .uniform::<MatmulParams>(),
-            )?,
-            matmul_tn_v4: gpu.kernel(
-                KernelDecl::new(MATMUL_VEC4, "matmul_tn_v4")
-                    .read("a")
-                    .read("b")
-                    .read("bias")
-                    .write("c")
-                    .uniform::<MatmulParams>(),
-            )?,
+            matmul_nt_v4: gpu.kernel(matmul_decl(MATMUL_VEC4, "matmul_nt_v4", true))?,
+            matmul_nn_v4: gpu.kernel(matmul_decl(MATMUL_VEC4, "matmul_nn_v4", true))?,
+            matmul_tn_v4: gpu.kernel(matmul_decl(MATMUL_VEC4, "matmul_tn_v4", true))?,
             vec4: gpu.adapter().device_type.as_str() == "cpu",
             layernorm_forward: gpu.kernel(
                 KernelDecl::new(LAYERNORM, "layernorm_forward")
@@ -344,16 +320,11 @@ impl Kernels {
     /// Compiles the f16-weights kernels ([`HalfKernels`]); the device must have SHADER_F16.
     pub fn enable_half_weights(&mut self, gpu: &Gpu) -> Result<()> {
         let (tiled, v4) = (with_f16_b(MATMUL)?, with_f16_b(MATMUL_VEC4)?);
-        let decl = |src: &str, entry: &'static str, bias: bool| {
-            let d = KernelDecl::new(src.to_string(), entry).read("a").read("b");
-            let d = if bias { d.read("bias") } else { d };
-            d.write("c").uniform::<MatmulParams>()
-        };
         self.half = Some(HalfKernels {
-            matmul_nt: gpu.kernel(decl(&tiled, "matmul_nt", true))?,
-            matmul_nn: gpu.kernel(decl(&tiled, "matmul_nn", false))?,
-            matmul_nt_v4: gpu.kernel(decl(&v4, "matmul_nt_v4", true))?,
-            matmul_nn_v4: gpu.kernel(decl(&v4, "matmul_nn_v4", true))?,
+            matmul_nt: gpu.kernel(matmul_decl(tiled.as_str(), "matmul_nt", true))?,
+            matmul_nn: gpu.kernel(matmul_decl(tiled.as_str(), "matmul_nn", false))?,
+            matmul_nt_v4: gpu.kernel(matmul_decl(v4.as_str(), "matmul_nt_v4", true))?,
+            matmul_nn_v4: gpu.kernel(matmul_decl(v4.as_str(), "matmul_nn_v4", true))?,
             to_f16: gpu.kernel(KernelDecl::new(HALF, "to_f16").read("x").write("x16").uniform::<HalfParams>())?,
         });
         Ok(())

@@ -134,16 +134,16 @@ impl Gpt {
 
     pub fn with_options(gpu: Gpu, config: &str, options: GptOptions) -> Result<Self> {
         let cfg = GptConfig::parse(config)?;
-        let limits = gpu.adapter().limits;
+        let adapter = gpu.adapter();
+        let limits = &adapter.limits;
         let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_elems = (binding / 4).min(u64::from(u32::MAX)) as usize;
         let split_elems = options.max_binding_bytes.map_or(max_elems, |b| (b as usize / 4).min(max_elems));
         let layout = Layout::new(&cfg, split_elems)?;
         let reduction = if cfg.subgroups { Reduction::for_gpu(&gpu) } else { Reduction::Tree };
         let mut k = Kernels::new(&gpu, reduction)?;
-        let adapter = gpu.adapter();
         let half_weights = cfg.weights_f16 && {
-            let offered = adapter.features.iter().any(|f| f.as_str() == "SHADER_F16");
+            let offered = adapter.has_feature("SHADER_F16");
             if !offered {
                 tracing::warn!(
                     "weights_f16 = true, but adapter {} has no SHADER_F16: the matmuls read the f32 weights",

@@ -35,10 +35,6 @@ fn fixtures() -> Vec<Fixture> {
     all.into_iter().map(fixture_with).collect()
 }
 
-fn is_lavapipe() -> bool {
-    gpu().adapter().name.to_ascii_lowercase().contains("llvmpipe")
-}
-
 impl Fixture {
     fn buf<T: Pod>(&self, v: &[T]) -> Buffer {
         self.gpu.buffer_from(v, "test").unwrap()
@@ -60,7 +56,7 @@ fn matmul_all_forms_match_on_ragged_sizes_with_offsets_and_accumulation() {
     // (lavapipe does), the f16-weights variants of the two forms that read weights (Nt, Nn):
     // B uploaded as f16, the reference on B rounded to f16, the same tolerance (the sums are f32).
     let mut f = fixture();
-    let has_f16 = f.gpu.adapter().features.iter().any(|x| x.as_str() == "SHADER_F16");
+    let has_f16 = f.gpu.adapter().has_feature("SHADER_F16");
     if is_lavapipe() {
         assert!(has_f16, "lavapipe offers SHADER_F16: the f16-weights kernels must be checked here");
     }

@@ -17,6 +17,12 @@ pub fn device() -> Arc<GpuDevice> {
     neuron_plugin_testkit::device_for(&gpt::plugin())
 }
 
+/// Whether the test device is Mesa's lavapipe, which offers SUBGROUP and SHADER_F16: the tests
+/// assert that the paths behind those features ran there.
+pub fn is_lavapipe() -> bool {
+    gpu().adapter().name.to_ascii_lowercase().contains("llvmpipe")
+}
+
 /// The reductions this device can run: the tree always, subgroups where enabled.
 pub fn reductions(gpu: &Gpu) -> Vec<Reduction> {
     let mut all = vec![Reduction::Tree];
