@@ -187,7 +187,7 @@ fn python_env(name: &str, requirements: &str) -> PathBuf {
     };
     if !pip(&["-r", requirements]) {
         fail(&format!(
-            "installing {requirements} into {} failed (PyPI unreachable?); retry, or set it up by hand",
+            "installing {requirements} into {} failed: pip's error is above (most often PyPI unreachable, or the disk full: the torch venv takes about 5 GB); fix that and retry, or set it up by hand",
             dir.display()
         ));
     }
